@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# bash run.sh                              the whole pipeline on the built-in demo data (CPU, no download)
+# bash run.sh test [PYTEST ARGS]           set up, then run the test suite
+# bash run.sh --data DIR [--images DIR]    the pipeline on a real competition folder
+#
+# Set-up: creates .venv in the repo root when missing and installs requirements.txt plus this
+# package (editable). When python3 already has torch (Kaggle), the venv sees its site-packages, so
+# that torch is used instead of installing another. Re-installs only when requirements change.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+PY="$VENV/bin/python"
+
+setup() {
+  if [ ! -x "$PY" ]; then
+    if python3 -c "import torch" 2>/dev/null; then
+      echo "set-up: python3 has torch; creating $VENV on top of it"
+      python3 -m venv --system-site-packages "$VENV"
+    else
+      echo "set-up: creating $VENV"
+      python3 -m venv "$VENV"
+    fi
+  fi
+  local stamp="$VENV/.fathom-installed" want
+  want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "set-up: installing requirements (first run takes a few minutes)"
+    "$PY" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+    echo "$want" > "$stamp"
+  fi
+}
+
+pipeline() {  # DATA_DIR FOLDS_CSV [--images DIR]
+  local data=$1 folds=$2; shift 2
+  [ -f "$folds" ] || "$PY" -m fathom folds --data "$data" --n-folds 5 --seed 42 --out "$folds"
+  "$PY" -m fathom prior --data "$data" --folds "$folds" --exp prior "$@"
+  "$PY" -m fathom submit --data "$data" --exp prior --name prior
+  "$PY" -m fathom validate-submission submissions/submission.csv --data "$data"
+}
+
+setup
+case "${1:-}" in
+  test)
+    shift
+    exec "$PY" -m pytest "$@"
+    ;;
+  --data)
+    data=${2:?"usage: bash run.sh --data DIR [--images DIR]"}
+    shift 2
+    pipeline "$data" folds/train_5fold_seed42.csv "$@"
+    ;;
+  "")
+    "$PY" -m fathom demo-data --out data/demo
+    rm -f folds/demo_5fold_seed42.csv  # the demo may have been rebuilt: its folds are rebuilt too (seconds)
+    pipeline data/demo folds/demo_5fold_seed42.csv
+    ;;
+  *)
+    echo "usage: bash run.sh [test [PYTEST ARGS] | --data DIR [--images DIR]]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,56 @@
+"""Atomic file output: write to a temporary file in the same folder, then rename over the target.
+
+A crash or kill mid-write leaves the previous file (or no file), never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:  # data reaches the disk before the rename makes it visible
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """`open()` whose result appears at `path` only once the block finishes without error."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
+
+
+def write_csv(df: pd.DataFrame, path: str | Path, **kwargs) -> None:
+    with atomic_open(path, "w", newline="") as fh:
+        df.to_csv(fh, index=False, **kwargs)
+
+
+def write_json(obj, path: str | Path) -> None:
+    with atomic_open(path, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    with atomic_open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)

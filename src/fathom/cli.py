@@ -1,0 +1,157 @@
+"""`python -m fathom <command>`: one subcommand per pipeline stage; each only wires the package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from fathom import paths
+from fathom.errors import FathomError
+
+log = logging.getLogger("fathom")
+
+
+def add_data_args(p: argparse.ArgumentParser, images: bool = True) -> None:
+    p.add_argument("--data", type=Path, default=paths.data_dir(), help="competition folder (default: %(default)s)")
+    if images:
+        p.add_argument("--images", type=Path, default=None, help="image folder (default: DATA/images)")
+        p.add_argument("--allow-missing-images", action="store_true",
+                       help="skip missing or unreadable images with a warning instead of stopping")
+
+
+def load(args, check_images: bool = True):
+    from fathom.data.layout import load_dataset
+
+    return load_dataset(args.data, getattr(args, "images", None), check_images=check_images,
+                        allow_missing_images=getattr(args, "allow_missing_images", False))
+
+
+def cmd_demo_data(args) -> int:
+    from fathom.demo.make import make_demo
+
+    built = make_demo(args.out, args.n_train, args.n_eval, args.size, args.seed, force=args.force)
+    print(f"demo data {'written to' if built else 'up to date in'} {args.out}")
+    return 0
+
+
+def cmd_folds(args) -> int:
+    from fathom.folds import make_folds, summarize, write_folds
+
+    dataset = load(args, check_images=False)
+    folds = make_folds(dataset.train, dataset.categories, args.n_folds, args.seed)
+    write_folds(folds, args.out)
+    print(summarize(folds, dataset.train).to_string(index=False))
+    print(f"wrote {len(folds)} ids in {args.n_folds} folds to {args.out}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from fathom.metric import as_json_numbers, read_scoring_csv, score_frames
+
+    try:
+        scores = score_frames(read_scoring_csv(args.solution), read_scoring_csv(args.submission))
+    except ValueError as err:
+        raise FathomError(f"{args.submission}: {err}") from None
+    print(json.dumps(as_json_numbers(scores)))
+    return 0
+
+
+def cmd_validate_submission(args) -> int:
+    from fathom.submission import validate_submission_file
+
+    dataset = load(args, check_images=False)
+    validate_submission_file(args.file, dataset.eval["id"], dataset.categories.ids)
+    print(f"{args.file}: valid ({len(dataset.eval)} rows)")
+    return 0
+
+
+def cmd_prior(args) -> int:
+    from fathom.data.features import colour_stats_many
+    from fathom.folds import read_folds
+    from fathom.metric import map_at_k_from_probs, scaled_auc
+    from fathom.data.labels import fine_multi_hot
+    from fathom.models.prior import fit_prior
+    from fathom.predictions import prediction_path
+
+    dataset = load(args)
+    folds = read_folds(args.folds, dataset.train["id"])
+    train_features = colour_stats_many(list(dataset.train["path"]))
+    eval_features = colour_stats_many(list(dataset.eval["path"]))
+    oof, test = fit_prior(dataset.train, folds, dataset.eval["id"].to_numpy(), train_features, eval_features,
+                          dataset.categories)
+    oof.save(prediction_path(args.runs, args.exp, "oof", "prior"))
+    test.save(prediction_path(args.runs, args.exp, "test", "prior"))
+    targets = fine_multi_hot(dataset.train["categories"], dataset.categories)
+    print(f"prior: OOF MAP@20 {map_at_k_from_probs(oof.fine, targets):.4f} ({len(oof.ids)} train images)")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from fathom.submit import submit
+
+    record = submit(load(args, check_images=False), args.runs, args.exp, args.out, args.name or args.exp)
+    print(f"wrote {args.out / (record['name'] + '.csv')} and {args.out / 'submission.csv'} ({record['rows']} rows)")
+    if "eval_score" in record:
+        print("demo eval score: " + json.dumps(record["eval_score"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fathom", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo-data", help="write the synthetic demo competition folder")
+    p.add_argument("--out", type=Path, default=Path("data/demo"))
+    p.add_argument("--n-train", type=int, default=800)
+    p.add_argument("--n-eval", type=int, default=400)
+    p.add_argument("--size", type=int, default=320, help="long side of the large frames, px")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("folds", help="build multilabel stratified folds (labels only, no images needed)")
+    add_data_args(p, images=False)
+    p.add_argument("--n-folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", type=Path, required=True, help="e.g. folds/demo.csv")
+    p.set_defaults(func=cmd_folds)
+
+    p = sub.add_parser("score", help="score a submission as the official scorer does")
+    p.add_argument("--solution", type=Path, required=True)
+    p.add_argument("--submission", type=Path, required=True)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("validate-submission", help="check a submission file before uploading it")
+    p.add_argument("file", type=Path)
+    add_data_args(p, images=False)
+    p.set_defaults(func=cmd_validate_submission)
+
+    p = sub.add_parser("prior", help="fit the label-frequency prior: OOF and test predictions")
+    add_data_args(p)
+    p.add_argument("--folds", type=Path, required=True)
+    p.add_argument("--exp", default="prior")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.set_defaults(func=cmd_prior)
+
+    p = sub.add_parser("submit", help="write submission CSVs from an experiment's test predictions")
+    add_data_args(p, images=False)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--name", default=None, help="file name stem (default: the experiment)")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("--out", type=Path, default=paths.submissions_dir())
+    p.set_defaults(func=cmd_submit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except FathomError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""A synthetic, learnable, fine-grained stand-in for the competition data (no download needed)."""

@@ -1,0 +1,64 @@
+"""Multilabel stratified K folds, built once and written as `id,fold`.
+
+Stratified on the 290 fine labels plus the 20 super-categories with iterative-stratification's
+MultilabelStratifiedKFold, so rare categories spread over folds and every fold sees each family.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+from fathom.atomic import write_csv
+from fathom.data.categories import Categories
+from fathom.data.labels import fine_multi_hot, super_multi_hot
+from fathom.errors import DataError
+
+
+def make_folds(train: pd.DataFrame, categories: Categories, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
+    """DataFrame(id, fold) in the order of `train`; deterministic given the seed."""
+    targets = np.hstack([fine_multi_hot(train["categories"], categories),
+                         super_multi_hot(train["categories"], categories)])
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    fold = np.full(len(train), -1, dtype=np.int64)
+    for k, (_, valid) in enumerate(splitter.split(np.zeros(len(train)), targets)):
+        assert (fold[valid] == -1).all(), "folds overlap"
+        fold[valid] = k
+    assert (fold >= 0).all(), "some ids are in no fold"
+    return pd.DataFrame({"id": train["id"].to_numpy(), "fold": fold})
+
+
+def summarize(folds: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
+    """Per fold: validation images, label instances and distinct categories present."""
+    merged = train[["id", "categories"]].merge(folds, on="id", validate="one_to_one")
+    rows = []
+    for k, part in merged.groupby("fold"):
+        labels = [c for cats in part["categories"] for c in cats]
+        rows.append({"fold": int(k), "images": len(part), "labels": len(labels), "categories": len(set(labels))})
+    return pd.DataFrame(rows)
+
+
+def write_folds(folds: pd.DataFrame, path: str | Path) -> None:
+    write_csv(folds, path)
+
+
+def read_folds(path: str | Path, ids) -> pd.DataFrame:
+    """Read `id,fold` and check it covers exactly the given train ids (in any order)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "folds file not found", hint="build it with `python -m fathom folds`")
+    folds = pd.read_csv(path, dtype={"id": str})
+    if list(folds.columns) != ["id", "fold"]:
+        raise DataError(path, f"expected header 'id,fold', found {','.join(folds.columns)}", where="line 1")
+    if folds["id"].duplicated().any():
+        line = int(np.flatnonzero(folds["id"].duplicated())[0]) + 2
+        raise DataError(path, "duplicate id", where=f"line {line}")
+    ids = set(ids)
+    if set(folds["id"]) != ids:
+        extra, missing = len(set(folds["id"]) - ids), len(ids - set(folds["id"]))
+        raise DataError(path, f"folds do not match the train ids ({missing} missing, {extra} unknown)",
+                        hint="rebuild them for this data folder with `python -m fathom folds`")
+    return folds

@@ -1,0 +1,69 @@
+"""Prediction files: `.npz` with `ids` and per-class probabilities in a fixed layout.
+
+Layout of a run: runs/<exp>/oof/<model>.npz (out-of-fold, train ids) and runs/<exp>/test/<model>.npz
+(eval ids). Arrays: ids [N] str, fine [N, 290] and super [N, 20] probabilities, osd [N] (optional).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from fathom.atomic import write_npz
+from fathom.constants import N_FINE, N_SUPER
+from fathom.errors import DataError
+
+
+@dataclass
+class Predictions:
+    ids: np.ndarray
+    fine: np.ndarray
+    super: np.ndarray
+    osd: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.ids = np.asarray(self.ids).astype(str)
+        n = len(self.ids)
+        if self.fine.shape != (n, N_FINE) or self.super.shape != (n, N_SUPER):
+            raise ValueError(f"shapes: ids {n}, fine {self.fine.shape}, super {self.super.shape}")
+        if self.osd is not None and self.osd.shape != (n,):
+            raise ValueError(f"osd shape {self.osd.shape} != ({n},)")
+
+    def aligned_to(self, ids: Sequence[str]) -> "Predictions":
+        """The same predictions reordered to `ids`; raises when the id sets differ."""
+        ids = np.asarray(ids).astype(str)
+        position = {i: n for n, i in enumerate(self.ids)}
+        if len(position) != len(self.ids) or len(ids) != len(self.ids) or any(i not in position for i in ids):
+            raise ValueError("prediction ids do not match the expected ids")
+        order = np.array([position[i] for i in ids], dtype=np.int64)
+        return Predictions(ids, self.fine[order], self.super[order], None if self.osd is None else self.osd[order])
+
+    def save(self, path: str | Path) -> None:
+        arrays = {"ids": self.ids, "fine": self.fine.astype(np.float32), "super": self.super.astype(np.float32)}
+        if self.osd is not None:
+            arrays["osd"] = self.osd.astype(np.float64)
+        write_npz(path, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Predictions":
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(path, "prediction file not found")
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"ids", "fine", "super"} - set(data.files)
+            if missing:
+                raise DataError(path, f"missing arrays {sorted(missing)}")
+            return cls(data["ids"], data["fine"], data["super"], data["osd"] if "osd" in data.files else None)
+
+
+def run_dir(runs: str | Path, exp: str) -> Path:
+    return Path(runs) / exp
+
+
+def prediction_path(runs: str | Path, exp: str, split: str, model: str) -> Path:
+    if split not in ("oof", "test"):
+        raise ValueError(split)
+    return run_dir(runs, exp) / split / f"{model}.npz"
