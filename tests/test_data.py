@@ -122,3 +122,14 @@ def test_real_labels_load(real_dir):
     assert len(counts) == 133 and counts.index[0] == 160
     assert np.isclose(ds.train["categories"].map(len).mean(), 1.51, atol=0.01)
     assert len(load_boxes(real_dir, ds.categories)) == 23704
+
+
+def test_missing_eval_image_is_an_error_even_when_allowed(demo_copy, demo_dir, tmp_path):
+    images = tmp_path / "no_eval_0"
+    images.mkdir()
+    for path in (demo_dir / "images").iterdir():
+        (images / path.name).symlink_to(path)
+    ds = load_dataset(demo_dir, check_images=False)
+    (images / ds.eval["file_name"][0]).unlink()
+    with pytest.raises(DataError, match="1 of 80 images"):
+        load_dataset(demo_copy, images_dir=images, allow_missing_images=True)

@@ -3,8 +3,10 @@ import sys
 from collections import Counter
 
 import pandas as pd
+import pytest
 
 from fathom.data.layout import load_dataset
+from fathom.errors import DataError
 from fathom.folds import make_folds, read_folds
 
 from conftest import REPO
@@ -44,3 +46,14 @@ def test_committed_real_folds_are_reproducible(real_dir):
     committed = pd.read_csv(REPO / "folds" / "train_5fold_seed42.csv", dtype={"id": str})
     rebuilt = make_folds(ds.train, ds.categories, n_folds=5, seed=42)
     assert committed.equals(rebuilt)
+
+
+def test_read_folds_needs_every_train_id_and_drops_skipped_ones(demo_dir, tmp_path):
+    ds = load_dataset(demo_dir, check_images=False)
+    folds = make_folds(ds.train, ds.categories)
+    folds.to_csv(tmp_path / "f.csv", index=False)
+    kept = read_folds(tmp_path / "f.csv", ds.train["id"][5:])  # 5 images skipped
+    assert len(kept) == 145 and set(kept["id"]) == set(ds.train["id"][5:])
+    folds.iloc[3:].to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(DataError, match="3 train ids have no fold"):
+        read_folds(tmp_path / "short.csv", ds.train["id"])

@@ -46,7 +46,7 @@ def write_folds(folds: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_folds(path: str | Path, ids) -> pd.DataFrame:
-    """Read `id,fold` and check it covers exactly the given train ids (in any order)."""
+    """Read `id,fold` and keep the rows of the given train ids; every one of them must have a fold."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "folds file not found", hint="build it with `python -m fathom folds`")
@@ -57,8 +57,9 @@ def read_folds(path: str | Path, ids) -> pd.DataFrame:
         line = int(np.flatnonzero(folds["id"].duplicated())[0]) + 2
         raise DataError(path, "duplicate id", where=f"line {line}")
     ids = set(ids)
-    if set(folds["id"]) != ids:
-        extra, missing = len(set(folds["id"]) - ids), len(ids - set(folds["id"]))
-        raise DataError(path, f"folds do not match the train ids ({missing} missing, {extra} unknown)",
-                        hint="rebuild them for this data folder with `python -m fathom folds`")
-    return folds
+    missing = ids - set(folds["id"])
+    if missing:
+        raise DataError(path, f"{len(missing)} train ids have no fold, e.g. {sorted(missing)[0]}",
+                        hint="rebuild the folds for this data folder with `python -m fathom folds`")
+    # Extra ids are images skipped by --allow-missing-images: the remaining ids keep their folds.
+    return folds[folds["id"].isin(ids)].reset_index(drop=True)

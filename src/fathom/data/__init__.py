@@ -1,0 +1,1 @@
+"""Reading the Kaggle data layout into tables."""

@@ -1,0 +1,198 @@
+"""Load the Kaggle layout into one table per split.
+
+Columns of a split table: id (the image uuid, = file_name stem, the submission's row id),
+image_id (COCO integer id), file_name, path, width, height, categories (list of fine ids, empty
+for eval), supercats (list of super-category indices 0..19).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from fathom import constants as C
+from fathom.data.categories import Categories, load_categories
+from fathom.data.images import drop_or_raise_unusable
+from fathom.errors import DataError
+
+SPLIT_JSON = {"train": C.TRAIN_JSON, "eval": C.EVAL_JSON}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A competition folder: its categories and a table per split."""
+
+    root: Path
+    categories: Categories
+    train: pd.DataFrame
+    eval: pd.DataFrame
+
+
+def load_dataset(
+    root: str | Path,
+    images_dir: str | Path | None = None,
+    check_images: bool = True,
+    allow_missing_images: bool = False,
+    splits: tuple[str, ...] = ("train", "eval"),
+) -> Dataset:
+    """Read a competition folder. `check_images=False` reads labels only (e.g. to build folds)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "data folder not found", hint="run `bash run.sh` for the demo data or pass --data DIR")
+    categories = load_categories(root / C.CATEGORY_KEY)
+    images = Path(images_dir) if images_dir else root / C.IMAGES_DIR
+    tables = {}
+    for split in ("train", "eval"):
+        if split not in splits:
+            tables[split] = pd.DataFrame()
+            continue
+        table = load_split(root, split, categories, images)
+        if check_images:  # a submission needs every eval image: only train images may be skipped
+            table = drop_or_raise_unusable(table, images, allow_missing_images and split == "train")
+        tables[split] = table
+    return Dataset(root, categories, tables["train"], tables["eval"])
+
+
+def load_split(root: Path, split: str, categories: Categories, images_dir: Path) -> pd.DataFrame:
+    """One split's table (see module docstring), labels checked against the category table."""
+    images = read_coco_images(root / SPLIT_JSON[split])
+    images["path"] = [str(images_dir / name) for name in images["file_name"]]
+    if split == "eval":
+        images["categories"] = [[] for _ in range(len(images))]
+    else:
+        labels = read_train_csv(root / C.TRAIN_CSV, categories)
+        images = attach_labels(images, labels, root / C.TRAIN_CSV)
+    images["supercats"] = [sorted(set(categories.super_of(ids).tolist())) for ids in images["categories"]]
+    return images[["id", "image_id", "file_name", "path", "width", "height", "categories", "supercats"]]
+
+
+def parse_categories_cell(cell: str) -> list[int]:
+    """`"[1.0, 9.0]"` -> [1, 9]. Raises ValueError with the reason on anything else."""
+    text = cell.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        raise ValueError(f"expected a list like '[1.0, 9.0]', got {cell!r}")
+    body = text[1:-1].strip()
+    ids: list[int] = []
+    for token in body.split(",") if body else []:
+        value = float(token)  # ValueError for non-numbers
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"category {token.strip()!r} is not an integer id")
+        if int(value) not in ids:
+            ids.append(int(value))
+    return ids
+
+
+def read_train_csv(path: Path, categories: Categories) -> pd.DataFrame:
+    """train.csv -> DataFrame(id, categories, line); every error names its line."""
+    if not path.is_file():
+        raise DataError(path, "file not found", hint="expected the Kaggle layout: multilabel_classification/train.csv")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if list(df.columns) != ["id", "categories"]:
+        raise DataError(path, f"expected header 'id,categories', found {','.join(df.columns)}", where="line 1")
+    df["line"] = range(2, len(df) + 2)
+    known = set(categories.ids.tolist())
+    parsed = []
+    for line, image_id, cell in zip(df["line"], df["id"], df["categories"]):
+        if not image_id.strip():
+            raise DataError(path, "empty id", where=f"line {line}")
+        try:
+            ids = parse_categories_cell(cell)
+        except ValueError as err:
+            raise DataError(path, f"malformed categories cell: {err}", where=f"line {line}") from None
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise DataError(path, f"unknown category id {unknown[0]} (ids are 1..{C.N_FINE})", where=f"line {line}")
+        parsed.append(ids)
+    df["categories"] = parsed
+    duplicated = df["id"].duplicated()
+    if duplicated.any():
+        first = df[duplicated].iloc[0]
+        raise DataError(path, f"duplicate id {first['id']}", where=f"line {first['line']}")
+    return df
+
+
+def attach_labels(images: pd.DataFrame, labels: pd.DataFrame, csv_path: Path) -> pd.DataFrame:
+    """Join csv labels onto json images by id; every csv id must be in the json and vice versa."""
+    known = set(images["id"])
+    orphans = labels[~labels["id"].isin(known)]
+    if len(orphans):
+        first = orphans.iloc[0]
+        raise DataError(
+            csv_path,
+            f"id {first['id']} is not an image of {C.TRAIN_JSON} ({len(orphans)} such ids)",
+            where=f"line {first['line']}",
+        )
+    unlabeled = known - set(labels["id"])
+    if unlabeled:
+        raise DataError(csv_path, f"{len(unlabeled)} images of {C.TRAIN_JSON} have no row, e.g. {sorted(unlabeled)[0]}")
+    return images.merge(labels[["id", "categories"]], on="id", how="left", validate="one_to_one")
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(path, "file not found", hint="expected the Kaggle layout: object_detection/*.json")
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise DataError(path, f"invalid JSON: {err.msg}", where=f"line {err.lineno} column {err.colno}") from None
+    except UnicodeDecodeError as err:
+        raise DataError(path, f"not UTF-8 text ({err.reason})", where=f"byte {err.start}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DataError(path, "expected a COCO object with an 'images' list", where="top level")
+    return data
+
+
+def read_coco_images(path: Path) -> pd.DataFrame:
+    """COCO 'images' -> DataFrame(id, image_id, file_name, width, height)."""
+    rows = []
+    for n, image in enumerate(read_json(path)["images"]):
+        where = f"images[{n}]"
+        if not isinstance(image, dict):
+            raise DataError(path, "expected an object", where=where)
+        missing = [key for key in ("id", "file_name", "width", "height") if key not in image]
+        if missing:
+            raise DataError(path, f"missing key(s) {missing}", where=where)
+        name = image["file_name"]
+        if not isinstance(name, str) or not name or Path(name).name != name:
+            raise DataError(path, f"file_name {name!r} must be a plain file name", where=where)
+        for key in ("width", "height"):
+            if not isinstance(image[key], (int, float)) or isinstance(image[key], bool) or image[key] <= 0:
+                raise DataError(path, f"{key} {image[key]!r} is not a positive number", where=where)
+        rows.append((Path(name).stem, image["id"], name, int(image["width"]), int(image["height"])))
+    df = pd.DataFrame(rows, columns=["id", "image_id", "file_name", "width", "height"])
+    for column in ("id", "image_id"):
+        duplicated = df[column].duplicated()
+        if duplicated.any():
+            n = int(duplicated.to_numpy().nonzero()[0][0])
+            raise DataError(path, f"duplicate {column} {df[column][n]!r}", where=f"images[{n}]")
+    return df
+
+
+def load_boxes(root: str | Path, categories: Categories | None = None) -> pd.DataFrame:
+    """train.json annotations -> DataFrame(id, category_id, x, y, w, h) in original-frame pixels."""
+    root = Path(root)
+    path = root / C.TRAIN_JSON
+    categories = categories or load_categories(root / C.CATEGORY_KEY)
+    data = read_json(path)
+    uuid_of = {image["id"]: Path(image["file_name"]).stem for image in data["images"]}
+    known = set(categories.ids.tolist())
+    rows = []
+    for n, ann in enumerate(data.get("annotations", [])):
+        where = f"annotations[{n}]"
+        try:
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            category = float(ann["category_id"])
+            image = uuid_of[ann["image_id"]]
+        except KeyError as err:
+            raise DataError(path, f"missing key or unknown image_id {err}", where=where) from None
+        except (TypeError, ValueError):
+            raise DataError(path, "bbox must be 4 numbers and category_id a number", where=where) from None
+        if category not in known:
+            raise DataError(path, f"unknown category_id {ann['category_id']!r}", where=where)
+        rows.append((image, int(category), x, y, w, h))
+    return pd.DataFrame(rows, columns=["id", "category_id", "x", "y", "w", "h"])
