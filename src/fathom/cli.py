@@ -99,6 +99,21 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from fathom.config import load_config
+    from fathom.folds import read_folds
+    from fathom.train.run import train
+
+    cfg = load_config(args.config, args.overrides)
+    dataset = load(args)
+    folds = read_folds(args.folds, dataset.train["id"])
+    scores = train(cfg, dataset, folds, args.runs, backbones=[args.backbone] if args.backbone else None,
+                   fold_ids=[args.fold] if args.fold is not None else None, resume=args.resume)
+    for backbone, score in scores.items():
+        print(f"{cfg.name}/{backbone}: OOF MAP@20 {score:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fathom", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -136,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp", default="prior")
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
     p.set_defaults(func=cmd_prior)
+
+    p = sub.add_parser("train", help="train backbones x folds of a config; writes OOF and test predictions")
+    p.add_argument("--config", required=True, help="a YAML file or a shipped config name (demo, full)")
+    add_data_args(p)
+    p.add_argument("--folds", type=Path, required=True)
+    p.add_argument("--fold", type=int, default=None, help="train only this fold")
+    p.add_argument("--backbone", default=None, help="train only this backbone")
+    p.add_argument("--resume", action="store_true", help="continue interrupted folds from their last.pt")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=3")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("submit", help="write submission CSVs from an experiment's test predictions")
     add_data_args(p, images=False)

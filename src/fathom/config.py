@@ -1,0 +1,122 @@
+"""Experiment configs: one dataclass of defaults, a small YAML file per experiment, CLI overrides last.
+
+Unknown keys and wrong types are errors that name the file (or override) and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fathom.errors import DataError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class TrainConfig:
+    name: str = "exp"  # experiment name: runs/<name>/
+    backbones: list[str] = field(default_factory=lambda: ["resnet18"])
+    pretrained: bool = True  # timm's loader (internet or a filled Hugging Face cache)
+    weights: dict[str, str] = field(default_factory=dict)  # backbone -> local weights file (Kaggle dataset)
+    image_size: int = 384
+    folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # which folds of the folds file to train
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    super_weight: float = 0.5  # lambda: loss = fine + lambda * super
+    pos_weight_power: float = 0.5  # pos_weight_c = min(cap, ((N - n_c) / n_c) ** power)
+    pos_weight_cap: float = 10.0
+    label_smoothing: float = 0.0
+    drop_rate: float = 0.2  # dropout before the heads
+    amp: str = "auto"  # auto | fp16 | bf16 | off  (auto: fp16 on CUDA, off on CPU)
+    channels_last: bool = True
+    grad_accum: int = 1
+    clip_grad: float = 5.0  # max gradient norm; 0 disables
+    ema: bool = False
+    ema_decay: float = 0.998
+    patience: int = 0  # early stopping: epochs without a better validation MAP@20; 0 disables
+    seed: int = 42
+    workers: int = 2
+    cache_dir: str = "cache"
+    limit: int = 0  # smoke runs: use at most this many images per split; 0 = all
+    wandb: bool = False
+
+    def validate(self, source: str) -> None:
+        if self.amp not in ("auto", "fp16", "bf16", "off"):
+            raise DataError(source, f"amp must be auto, fp16, bf16 or off, not {self.amp!r}", where="amp")
+        for key in ("image_size", "epochs", "batch_size", "grad_accum"):
+            if getattr(self, key) < 1:
+                raise DataError(source, f"{key} must be at least 1", where=key)
+        if not self.backbones:
+            raise DataError(source, "list at least one backbone", where="backbones")
+
+
+def check_type(value, annotation, source: str, key: str):
+    """Return `value` converted to `annotation` (int -> float allowed) or raise naming the key."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    ok = False
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value, ok = float(value), True
+    elif annotation in (int, str, bool):
+        ok = isinstance(value, annotation) and (annotation is bool or not isinstance(value, bool))
+    elif origin is list and isinstance(value, list):
+        value, ok = [check_type(v, args[0], source, key) for v in value], True
+    elif origin is dict and isinstance(value, dict):
+        value, ok = {check_type(k, args[0], source, key): check_type(v, args[1], source, key)
+                     for k, v in value.items()}, True
+    if not ok:
+        raise DataError(source, f"{value!r} is not of type {getattr(annotation, '__name__', annotation)}", where=key)
+    return value
+
+
+def apply(cfg: TrainConfig, values: dict, source: str) -> TrainConfig:
+    hints = typing.get_type_hints(TrainConfig)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    updates = {}
+    for key, value in values.items():
+        if key not in known:
+            raise DataError(source, f"unknown key {key!r}", where=key, hint=f"known keys: {', '.join(sorted(known))}")
+        updates[key] = check_type(value, hints[key], source, key)
+    cfg = dataclasses.replace(cfg, **updates)
+    cfg.validate(source)
+    return cfg
+
+
+def resolve_path(config: str) -> Path:
+    """A config file path, or the name of a config shipped with the package (e.g. `demo`)."""
+    path = Path(config)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    return CONFIG_DIR / f"{config}.yaml"
+
+
+def load_config(config: str, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults <- YAML file <- `key=value` overrides (values parsed as YAML)."""
+    path = resolve_path(config)
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+        raise DataError(path, "config not found", hint=f"pass a YAML path or one of: {shipped}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise DataError(path, f"invalid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise DataError(path, "expected a mapping of key: value")
+    cfg = apply(TrainConfig(name=path.stem), values, str(path))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise DataError("command line", f"override {item!r} is not key=value")
+        cfg = apply(cfg, {key: yaml.safe_load(raw)}, "command line")
+    return cfg
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,68 @@
+"""One model class for every backbone: a timm trunk with a fine (290) and a super-category (20) head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from fathom.constants import N_FINE, N_SUPER
+from fathom.errors import DataError, FathomError
+
+
+class FathomNet(nn.Module):
+    """`forward(images)` returns {"fine": [B, 290], "super": [B, 20]} logits."""
+
+    def __init__(self, backbone: str, pretrained: bool = False, weights: str | None = None, drop_rate: float = 0.0):
+        super().__init__()
+        self.backbone = create_backbone(backbone, pretrained, weights)
+        features = self.backbone.num_features
+        self.dropout = nn.Dropout(drop_rate)
+        self.fine = nn.Linear(features, N_FINE)
+        self.super = nn.Linear(features, N_SUPER)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled = self.dropout(self.backbone(images))
+        return {"fine": self.fine(pooled), "super": self.super(pooled)}
+
+    def data_config(self) -> dict:
+        """timm's preprocessing for this backbone: mean, std, interpolation, crop."""
+        return timm.data.resolve_data_config(model=self.backbone)
+
+
+def create_backbone(name: str, pretrained: bool, weights: str | None) -> nn.Module:
+    """A timm model without classifier. `weights` (a local .pth/.safetensors state dict, e.g. from a
+    Kaggle dataset) wins over `pretrained`; it is loaded strictly (only the ImageNet classifier is
+    dropped), so a missing or mismatched file is an error, never a silent random init."""
+    if weights is None:
+        try:
+            return timm.create_model(name, pretrained=pretrained, num_classes=0)
+        except RuntimeError as err:  # unknown model name
+            raise FathomError(f"backbone {name!r}: {err}") from None
+        except Exception as err:  # no network, no cache: timm/huggingface_hub raise various errors
+            if not pretrained:
+                raise
+            raise FathomError(
+                f"backbone {name!r}: pretrained weights could not be loaded ({err.__class__.__name__}: "
+                f"{str(err)[:200]}); set `weights: {{{name}: PATH}}` to a local file or `pretrained: false`"
+            ) from None
+    path = Path(weights)
+    if not path.is_file():
+        raise DataError(path, f"weights file for backbone {name!r} not found",
+                        hint="attach the Kaggle dataset holding it or fix `weights:` in the config")
+    model = timm.create_model(name, pretrained=False, num_classes=0)
+    try:
+        state = timm.models.load_state_dict(str(path), weights_only=True)
+    except Exception as err:
+        raise DataError(path, f"not a readable weights file ({err.__class__.__name__}: {str(err)[:200]})") from None
+    classifier = model.pretrained_cfg.get("classifier")
+    if classifier:  # the file's ImageNet classifier is replaced by our heads
+        state = {k: v for k, v in state.items() if not k.startswith(classifier + ".")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise DataError(path, f"weights do not fit backbone {name!r}: {str(err)[:300]}",
+                        hint="the file must be a state dict of this timm model") from None
+    return model

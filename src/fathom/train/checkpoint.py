@@ -1,0 +1,43 @@
+"""Checkpoints written atomically and loaded with `weights_only=True` (no pickled code runs)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fathom.atomic import atomic_path
+from fathom.errors import DataError
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise DataError(path, "checkpoint not found") from None
+    except Exception as err:
+        raise DataError(path, f"unreadable checkpoint ({err.__class__.__name__}: {str(err)[:200]})",
+                        hint="delete it to retrain this fold") from None
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch RNG states as tensors and plain values (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached": float(cached)}}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))

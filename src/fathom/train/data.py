@@ -1,0 +1,105 @@
+"""Images for training: a pre-resized cache, albumentations pipelines, datasets and loaders."""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import albumentations as A
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from fathom.atomic import atomic_open
+from fathom.errors import DataError
+
+
+class ImageCache:
+    """Frames resized once so that their short side is `short_side` px, stored as uint8 .npy.
+
+    Built once per size (`cache/<short_side>/`), so an epoch never decodes a 1920x1080 PNG again. The
+    file name hashes the source path, size and mtime: an edited or replaced image is re-cached.
+    """
+
+    def __init__(self, root: str | Path, short_side: int):
+        self.dir = Path(root) / f"short{short_side}"
+        self.short_side = short_side
+
+    def file_for(self, path: str) -> Path:
+        stat = Path(path).stat()
+        key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        return self.dir / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
+
+    def resize(self, path: str) -> np.ndarray:
+        try:
+            with Image.open(path) as image:
+                image.draft("RGB", (self.short_side * 2, self.short_side * 2))  # JPEG: decode at reduced size
+                image = image.convert("RGB")
+                scale = self.short_side / min(image.size)
+                size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+                return np.asarray(image.resize(size, Image.BILINEAR, reducing_gap=3.0))
+        except OSError as err:
+            raise DataError(path, f"cannot decode image ({err})", hint="re-download it or remove it from the data") from None
+
+    def ensure(self, path: str) -> Path:
+        target = self.file_for(path)
+        if not target.is_file():
+            with atomic_open(target, "wb") as fh:
+                np.save(fh, self.resize(path))
+        return target
+
+    def build(self, paths: Sequence[str], workers: int = 4) -> list[Path]:
+        """Cache every path (threads: PIL decodes outside the GIL); returns the cache files in order."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            return list(pool.map(self.ensure, paths))
+
+
+def train_transform(size: int, mean, std) -> A.Compose:
+    return A.Compose([
+        A.RandomResizedCrop(size=(size, size), scale=(0.5, 1.0), ratio=(0.75, 2.0)),
+        A.HorizontalFlip(),
+        A.Affine(rotate=(-15, 15), translate_percent=(-0.05, 0.05), scale=(0.9, 1.1), p=0.5),
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+        A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.15), hole_width_range=(0.05, 0.15), p=0.3),
+        A.Normalize(mean=mean, std=std),
+        ToTensorV2(),
+    ])
+
+
+def eval_transform(size: int, mean, std) -> A.Compose:
+    return A.Compose([A.Resize(size, size), A.Normalize(mean=mean, std=std), ToTensorV2()])
+
+
+class FrameDataset(Dataset):
+    """Cached frames with their fine and super multi-hot targets (zeros for unlabeled eval images).
+
+    The augmentation of item i in epoch e is seeded from (seed, e, i): the same run, resumed or not,
+    with any number of workers, sees the same images.
+    """
+
+    def __init__(self, cache_files: Sequence[Path], fine: np.ndarray, sup: np.ndarray, transform: A.Compose,
+                 seed: int = 0):
+        self.files, self.fine, self.sup, self.transform = list(cache_files), fine, sup, transform
+        self.seed, self.epoch = seed, 0
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        self.transform.set_random_seed((self.seed * 1_000_003 + self.epoch * 10_007 + i) % 2**32)
+        image = self.transform(image=np.load(self.files[i]))["image"]
+        return image, torch.from_numpy(self.fine[i]), torch.from_numpy(self.sup[i])
+
+
+def make_loader(dataset: FrameDataset, batch_size: int, train: bool, workers: int, device: torch.device,
+                seed: int = 0, sampler=None) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+                      drop_last=train and len(dataset) > batch_size, num_workers=workers,
+                      pin_memory=device.type == "cuda", generator=generator,
+                      persistent_workers=False)

@@ -1,0 +1,36 @@
+"""Mixed precision decided once: an autocast context and a grad scaler that may be a no-op."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Precision:
+    device: torch.device
+    dtype: torch.dtype | None  # None: full fp32
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def decide(cls, mode: str, device: torch.device) -> "Precision":
+        """auto: fp16 on CUDA (bf16 where supported is also fine), off on CPU, where bf16 autocast
+        slowed training of resnet18 and densenet121 in our measurements (see BENCHMARKS.md)."""
+        if mode == "auto":
+            mode = "fp16" if device.type == "cuda" else "off"
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "off": None}[mode]
+        if dtype is torch.float16 and device.type != "cuda":
+            raise ValueError("amp: fp16 needs a CUDA device; use bf16 or off on CPU")
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+        return cls(device, dtype, scaler)
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
