@@ -59,6 +59,14 @@ class Predictions:
             return cls(data["ids"], data["fine"], data["super"], data["osd"] if "osd" in data.files else None)
 
 
+def mean_of(predictions: list[Predictions], ids: Sequence[str]) -> Predictions:
+    """Equal-weight mean of several predictions, each aligned to `ids` first (osd kept when all have one)."""
+    aligned = [p.aligned_to(ids) for p in predictions]
+    osd = None if any(p.osd is None for p in aligned) else np.mean([p.osd for p in aligned], 0)
+    return Predictions(np.asarray(ids), np.mean([p.fine for p in aligned], 0),
+                       np.mean([p.super for p in aligned], 0), osd)
+
+
 def run_dir(runs: str | Path, exp: str) -> Path:
     return Path(runs) / exp
 

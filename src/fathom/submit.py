@@ -5,24 +5,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import numpy as np
-
 from fathom import constants as C
 from fathom.atomic import write_json
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.metric import as_json_numbers, read_scoring_csv, score_frames
-from fathom.predictions import Predictions, run_dir
+from fathom.predictions import Predictions, mean_of, run_dir
 from fathom.submission import make_submission, write_submission
-
-
-def average(predictions: list[Predictions], ids) -> Predictions:
-    """Equal-weight mean of several models' predictions, each aligned to `ids` first."""
-    aligned = [p.aligned_to(ids) for p in predictions]
-    if any(p.osd is None for p in aligned):
-        raise ValueError("every model must provide an osd score")
-    return Predictions(np.asarray(ids), np.mean([p.fine for p in aligned], 0),
-                       np.mean([p.super for p in aligned], 0), np.mean([p.osd for p in aligned], 0))
 
 
 def git_commit() -> str | None:
@@ -40,7 +29,9 @@ def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str) -> 
     if not files:
         raise DataError(run_dir(runs, exp) / "test", "no test predictions", hint=f"train experiment {exp!r} first")
     eval_ids = dataset.eval["id"].to_numpy()
-    blended = average([Predictions.load(f) for f in files], eval_ids)
+    blended = mean_of([Predictions.load(f) for f in files], eval_ids)
+    if blended.osd is None:
+        raise DataError(run_dir(runs, exp) / "test", "every model's predictions must include an osd score")
     table = make_submission(blended.ids, blended.fine, blended.osd, dataset.categories.ids, order=eval_ids)
     for path in (out_dir / f"{name}.csv", out_dir / "submission.csv"):
         write_submission(table, path, eval_ids, dataset.categories.ids)

@@ -24,12 +24,13 @@ from timm.utils import ModelEmaV3
 
 from fathom.atomic import atomic_open, write_csv, write_json
 from fathom.config import TrainConfig, to_dict
+from fathom.constants import N_FINE, N_SUPER
 from fathom.data.labels import fine_multi_hot, super_multi_hot
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.metric import map_at_k_from_probs
 from fathom.models.net import FathomNet
-from fathom.predictions import Predictions, prediction_path, run_dir
+from fathom.predictions import Predictions, mean_of, prediction_path, run_dir
 from fathom.submit import git_commit
 from fathom.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fathom.train.data import FrameDataset, ImageCache, eval_transform, make_loader, train_transform
@@ -81,7 +82,7 @@ class FoldTrainer:
 
     def loader(self, split: str, transform, epoch: int = 0) -> torch.utils.data.DataLoader:
         n = len(self.files[split])
-        fine, sup = self.targets.get(split, (np.zeros((n, 290), np.float32), np.zeros((n, 20), np.float32)))
+        fine, sup = self.targets.get(split, (np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32)))
         dataset = FrameDataset(self.files[split], fine, sup, transform, seed=self.cfg.seed)
         dataset.epoch = epoch
         return make_loader(dataset, self.cfg.batch_size, split == "train", self.cfg.workers, self.device,
@@ -201,10 +202,8 @@ def assemble(cfg: TrainConfig, dataset: Dataset, runs: Path, backbone: str, part
     """Write runs/<exp>/oof/<backbone>.npz and test/<backbone>.npz; returns the OOF MAP@20."""
     oof = Predictions(np.concatenate([p["oof"].ids for p in parts]), np.vstack([p["oof"].fine for p in parts]),
                       np.vstack([p["oof"].super for p in parts]), np.concatenate([p["oof"].osd for p in parts]))
-    ids = parts[0]["test"].ids
-    tests = [p["test"].aligned_to(ids) for p in parts]
-    fine = np.mean([t.fine for t in tests], 0)
-    test = Predictions(ids, fine, np.mean([t.super for t in tests], 0), 1.0 - fine.max(1))
+    test = mean_of([p["test"] for p in parts], parts[0]["test"].ids)
+    test.osd = 1.0 - test.fine.max(1)  # of the fold mean, not the mean of each fold's osd
     oof.save(prediction_path(runs, cfg.name, "oof", backbone))
     test.save(prediction_path(runs, cfg.name, "test", backbone))
     labels = dataset.train.set_index("id").loc[oof.ids, "categories"]
