@@ -46,7 +46,6 @@ class TrainConfig:
     workers: int = 2
     cache_dir: str = "cache"
     limit: int = 0  # smoke runs: use at most this many images per split; 0 = all
-    wandb: bool = False
 
     def validate(self, source: str) -> None:
         if self.amp not in ("auto", "fp16", "bf16", "off"):

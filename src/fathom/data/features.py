@@ -8,14 +8,14 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from fathom.data.images import open_rgb
+
 THUMBNAIL = 64
 
 
 def colour_stats(path: str) -> np.ndarray:
     """[6] mean and std of R, G, B (0..1) of a thumbnail of the image."""
-    with Image.open(path) as image:
-        image.draft("RGB", (THUMBNAIL * 4, THUMBNAIL * 4))  # JPEG decodes at reduced size; PNG ignores it
-        small = image.convert("RGB").resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR)
+    small = open_rgb(path, THUMBNAIL * 2).resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR)
     pixels = np.asarray(small, dtype=np.float32).reshape(-1, 3) / 255.0
     return np.concatenate([pixels.mean(0), pixels.std(0)])
 

@@ -15,6 +15,13 @@ log = logging.getLogger(__name__)
 EXAMPLES = 3
 
 
+def open_rgb(path: str, at_least: int) -> Image.Image:
+    """Decode an image as RGB; JPEGs decode at reduced size when both sides stay >= 2 * `at_least`."""
+    with Image.open(path) as image:
+        image.draft("RGB", (at_least * 2, at_least * 2))  # PNG ignores draft
+        return image.convert("RGB")
+
+
 def unusable_reason(path: str) -> str | None:
     """None when `path` opens as an image, else why not ("missing", "empty", "not an image")."""
     p = Path(path)

@@ -15,13 +15,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from fathom.atomic import atomic_open
+from fathom.data.images import open_rgb
 from fathom.errors import DataError
 
 
 class ImageCache:
     """Frames resized once so that their short side is `short_side` px, stored as uint8 .npy.
 
-    Built once per size (`cache/<short_side>/`), so an epoch never decodes a 1920x1080 PNG again. The
+    Built once per size (`cache/short<px>/`), so an epoch never decodes a 1920x1080 PNG again. The
     file name hashes the source path, size and mtime: an edited or replaced image is re-cached.
     """
 
@@ -36,14 +37,12 @@ class ImageCache:
 
     def resize(self, path: str) -> np.ndarray:
         try:
-            with Image.open(path) as image:
-                image.draft("RGB", (self.short_side * 2, self.short_side * 2))  # JPEG: decode at reduced size
-                image = image.convert("RGB")
-                scale = self.short_side / min(image.size)
-                size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-                return np.asarray(image.resize(size, Image.BILINEAR, reducing_gap=3.0))
+            image = open_rgb(path, self.short_side)
         except OSError as err:
             raise DataError(path, f"cannot decode image ({err})", hint="re-download it or remove it from the data") from None
+        scale = self.short_side / min(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        return np.asarray(image.resize(size, Image.BILINEAR, reducing_gap=3.0))
 
     def ensure(self, path: str) -> Path:
         target = self.file_for(path)

@@ -16,8 +16,9 @@ class Precision:
 
     @classmethod
     def decide(cls, mode: str, device: torch.device) -> "Precision":
-        """auto: fp16 on CUDA (bf16 where supported is also fine), off on CPU, where bf16 autocast
-        slowed training of resnet18 and densenet121 in our measurements (see BENCHMARKS.md)."""
+        """auto: fp16 on CUDA, fp32 on CPU. DEVELOPERS.md reports bf16 autocast slowing CPU training of
+        resnet18 and densenet121; a quick probe of ours (taken while another job shared the CPU)
+        disagreed, so the CPU default stays fp32 until the benchmark issue settles it per backbone."""
         if mode == "auto":
             mode = "fp16" if device.type == "cuda" else "off"
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "off": None}[mode]

@@ -65,9 +65,8 @@ class FoldTrainer:
                  backbone: str, fold: int, runs: Path, device: torch.device):
         self.cfg, self.backbone, self.fold, self.device = cfg, backbone, fold, device
         self.out = fold_dir(runs, cfg, backbone, fold)
-        fold_of = folds.set_index("id")["fold"]
-        train = dataset.train[dataset.train["id"].map(fold_of) != fold]
-        valid = dataset.train[dataset.train["id"].map(fold_of) == fold]
+        in_fold = dataset.train["id"].map(folds.set_index("id")["fold"]) == fold
+        train, valid = dataset.train[~in_fold], dataset.train[in_fold]
         if cfg.limit:
             train, valid = train.head(cfg.limit), valid.head(cfg.limit)
         self.train_ids, self.valid_ids = train["id"].to_numpy(), valid["id"].to_numpy()
@@ -178,14 +177,15 @@ def train(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, b
     """Train every (backbone, fold); finished folds (done.json) are reused. Returns OOF MAP@20 per backbone."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     known_folds = set(folds["fold"])
-    for k in fold_ids or cfg.folds:
+    fold_ids = fold_ids or cfg.folds
+    for k in fold_ids:
         if k not in known_folds:
             raise DataError("config", f"fold {k} is not in the folds file (folds {sorted(known_folds)})", where="folds")
     cache_files = build_cache(cfg, dataset)
     scores = {}
     for backbone in backbones or cfg.backbones:
         parts = []
-        for fold in fold_ids or cfg.folds:
+        for fold in fold_ids:
             out = fold_dir(runs, cfg, backbone, fold)
             if (out / "done.json").is_file():
                 log.info("%s fold %d: done, reusing its predictions", backbone, fold)
