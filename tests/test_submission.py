@@ -109,3 +109,13 @@ def test_validate_cli_exits_nonzero_with_message(demo_dir, tmp_path, case):
     assert run.returncode != 0
     assert "sub.csv" in run.stderr and "invalid submission" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from fathom.atomic import UMASK, write_json
+
+    write_json({"a": 1}, tmp_path / "x.json")
+    assert stat.S_IMODE(os.stat(tmp_path / "x.json").st_mode) == 0o666 & ~UMASK

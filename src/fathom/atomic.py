@@ -16,6 +16,10 @@ import numpy as np
 import pandas as pd
 
 
+UMASK = os.umask(0o022)
+os.umask(UMASK)  # read once at import: os.umask can only be read by setting it
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
@@ -28,6 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:  # data reaches the disk before the rename makes it visible
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
