@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bash run.sh                              the whole pipeline on the built-in demo data (CPU, no download)
 # bash run.sh test [PYTEST ARGS]           set up, then run the test suite
-# bash run.sh --data DIR [--images DIR]    the pipeline on a real competition folder
+# bash run.sh --data DIR [--images DIR] [--config full|FILE]
+#                                          the pipeline on a real competition folder (train on a GPU)
 #
 # Set-up: creates .venv in the repo root when missing and installs requirements.txt plus this
 # package (editable). When python3 already has torch (Kaggle), the venv sees its site-packages, so
@@ -31,11 +32,14 @@ setup() {
   fi
 }
 
-pipeline() {  # DATA_DIR FOLDS_CSV [--images DIR]
-  local data=$1 folds=$2; shift 2
+pipeline() {  # DATA_DIR FOLDS_CSV CONFIG [--images DIR]
+  local data=$1 folds=$2 config=$3 exp; shift 3
+  exp=$(basename "${config%.y*ml}")
   [ -f "$folds" ] || "$PY" -m fathom folds --data "$data" --n-folds 5 --seed 42 --out "$folds"
   "$PY" -m fathom prior --data "$data" --folds "$folds" --exp prior "$@"
-  "$PY" -m fathom submit --data "$data" --exp prior --name prior
+  "$PY" -m fathom submit --data "$data" --exp prior --name prior   # the floor, for comparison
+  "$PY" -m fathom train --data "$data" --folds "$folds" --config "$config" "$@"
+  "$PY" -m fathom submit --data "$data" --exp "$exp" --name "$exp"   # also written as submission.csv
   "$PY" -m fathom validate-submission submissions/submission.csv --data "$data"
 }
 
@@ -46,17 +50,25 @@ case "${1:-}" in
     exec "$PY" -m pytest "$@"
     ;;
   --data)
-    data=${2:?"usage: bash run.sh --data DIR [--images DIR]"}
+    data=${2:?"usage: bash run.sh --data DIR [--images DIR] [--config full|FILE]"}
     shift 2
-    pipeline "$data" folds/train_5fold_seed42.csv "$@"
+    config=full images=()
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --config) config=${2:?"--config needs a value"}; shift 2 ;;
+        --images) images=(--images "${2:?"--images needs a value"}"); shift 2 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+      esac
+    done
+    pipeline "$data" folds/train_5fold_seed42.csv "$config" "${images[@]}"
     ;;
   "")
     "$PY" -m fathom demo-data --out data/demo
     rm -f folds/demo_5fold_seed42.csv  # the demo may have been rebuilt: its folds are rebuilt too (seconds)
-    pipeline data/demo folds/demo_5fold_seed42.csv
+    pipeline data/demo folds/demo_5fold_seed42.csv demo
     ;;
   *)
-    echo "usage: bash run.sh [test [PYTEST ARGS] | --data DIR [--images DIR]]" >&2
+    echo "usage: bash run.sh [test [PYTEST ARGS] | --data DIR [--images DIR] [--config full|FILE]]" >&2
     exit 2
     ;;
 esac

@@ -6,7 +6,7 @@ import timm
 import torch
 
 from fathom.config import load_config
-from fathom.errors import DataError
+from fathom.errors import DataError, FathomError
 from fathom.models.net import FathomNet
 from fathom.train.loss import FathomLoss, pos_weights
 from fathom.train.precision import Precision
@@ -100,6 +100,9 @@ def test_shipped_configs_load_and_overrides_apply():
     ("backbones: resnet18\n", "is not of type list"),
     ("amp: fp8\n", "amp must be"),
     ("image_size: 0\n", "image_size must be at least 1"),
+    ("by_backbone: {convnext_tiny: {lr: fast}}\n", "by_backbone.convnext_tiny.*'fast' is not of type float"),
+    ("by_backbone: {convnext_tiny: {epoch: 3}}\n", "unknown key 'epoch'"),
+    ("by_backbone: {convnext_tiny: {folds: [0]}}\n", "folds belong to the whole experiment"),
     ("- a\n- b\n", "expected a mapping"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, text, message):
@@ -113,3 +116,31 @@ def test_bad_config_names_file_and_key(tmp_path, text, message):
 def test_bad_override_is_an_error():
     with pytest.raises(DataError, match="command line"):
         load_config("demo", ["epochs"])
+
+
+def test_one_backbone_can_have_its_own_settings(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("lr: 0.003\namp: off\nby_backbone:\n  convnext_tiny: {lr: 0.001, amp: bf16}\n")
+    cfg = load_config(str(path))
+    assert cfg.amp == "fp32"  # YAML reads `off` as false: it means full precision
+    assert (cfg.for_backbone("resnet18").lr, cfg.for_backbone("resnet18").amp) == (0.003, "fp32")
+    tiny = cfg.for_backbone("convnext_tiny")
+    assert (tiny.lr, tiny.amp, tiny.by_backbone) == (0.001, "bf16", {})
+
+
+def test_model_kwargs_reach_timm_and_a_wrong_one_is_named():
+    net = FathomNet("convnext_tiny", model_kwargs={"ls_init_value": 1.0})
+    assert torch.all(net.backbone.stages[0].blocks[0].gamma == 1.0)  # timm's default starts at 1e-6
+    with pytest.raises(FathomError, match="model_kwargs.*bogus"):
+        FathomNet("resnet18", model_kwargs={"bogus": 1})
+
+
+def test_heads_can_start_at_the_label_prior():
+    net = FathomNet("resnet18")
+    fine = np.zeros(290)
+    fine[:3] = [0.5, 0.1, 1.0]
+    net.start_at_prior(fine, np.full(20, 0.25))
+    p = torch.sigmoid(net.fine.bias).detach().numpy()
+    np.testing.assert_allclose(p[:3], [0.5, 0.1, 1 - 1e-4], rtol=1e-4)
+    assert p[3] == pytest.approx(1e-4, rel=1e-3)  # unseen classes start near zero, not at -inf
+    np.testing.assert_allclose(torch.sigmoid(net.super.bias).detach().numpy(), 0.25, rtol=1e-5)

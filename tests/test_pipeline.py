@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 
 def fathom(*args, cwd):
@@ -51,3 +52,18 @@ def test_cli_reports_bad_data_in_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "fathom", "folds", "--data", tmp_path / "nowhere", "--out",
                           tmp_path / "f.csv"], capture_output=True, text=True)
     assert run.returncode == 2 and "nowhere" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_train_overrides_may_stand_anywhere(demo_dir, tmp_path, capsys):
+    from fathom.cli import main
+
+    folds = tmp_path / "folds.csv"
+    fathom("folds", "--data", demo_dir, "--out", folds, cwd=tmp_path)
+    for argv in (["train", "epochs=0", "--config", "demo", "--data", demo_dir, "--folds", folds],
+                 ["train", "--config", "demo", "--backbone", "resnet18", "epochs=0", "--data", demo_dir,
+                  "--folds", folds]):
+        assert main([str(a) for a in argv]) == 2  # the override was read: it is the error
+        assert "(epochs): epochs must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--config", "demo", "--bogus", "--folds", str(folds)])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

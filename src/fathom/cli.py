@@ -71,7 +71,7 @@ def cmd_validate_submission(args) -> int:
 def cmd_prior(args) -> int:
     from fathom.data.features import colour_stats_many
     from fathom.folds import read_folds
-    from fathom.metric import map_at_k_from_probs, scaled_auc
+    from fathom.metric import map_at_k_from_probs
     from fathom.data.labels import fine_multi_hot
     from fathom.models.prior import fit_prior
     from fathom.predictions import prediction_path
@@ -109,8 +109,10 @@ def cmd_train(args) -> int:
     folds = read_folds(args.folds, dataset.train["id"])
     scores = train(cfg, dataset, folds, args.runs, backbones=[args.backbone] if args.backbone else None,
                    fold_ids=[args.fold] if args.fold is not None else None, resume=args.resume)
+    prior = scores.pop("prior", None)
     for backbone, score in scores.items():
-        print(f"{cfg.name}/{backbone}: OOF MAP@20 {score:.4f}")
+        print(f"{cfg.name}/{backbone}: OOF MAP@20 {score:.4f} ({score - prior:+.4f} over the frequency prior's "
+              f"{prior:.4f} on the same images)")
     return 0
 
 
@@ -174,7 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)  # key=value overrides may stand before or after the options
+    if extra:
+        if not hasattr(args, "overrides") or any(t.startswith("-") or "=" not in t for t in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides += extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.func(args)

@@ -15,6 +15,8 @@ import yaml
 from fathom.errors import DataError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+AMP_MODES = ("auto", "fp16", "bf16", "fp32")
+EXPERIMENT_KEYS = {"name", "backbones", "folds", "cache_dir", "by_backbone"}  # not settable per backbone
 
 
 @dataclass
@@ -35,7 +37,8 @@ class TrainConfig:
     pos_weight_cap: float = 10.0
     label_smoothing: float = 0.0
     drop_rate: float = 0.2  # dropout before the heads
-    amp: str = "auto"  # auto | fp16 | bf16 | off  (auto: fp16 on CUDA, off on CPU)
+    model_kwargs: dict = field(default_factory=dict)  # to timm.create_model, e.g. drop_path_rate
+    amp: str = "auto"  # auto | fp16 | bf16 | fp32  (auto: fp16 on CUDA, fp32 on CPU; YAML's `off` means fp32)
     channels_last: bool = True
     grad_accum: int = 1
     clip_grad: float = 5.0  # max gradient norm; 0 disables
@@ -43,13 +46,28 @@ class TrainConfig:
     ema_decay: float = 0.998
     patience: int = 0  # early stopping: epochs without a better validation MAP@20; 0 disables
     seed: int = 42
+    wandb: bool = False  # track with Weights & Biases (also on when WANDB_API_KEY is set); never required
+    wandb_project: str = "fathomnet2023"
     workers: int = 2
     cache_dir: str = "cache"
     limit: int = 0  # smoke runs: use at most this many images per split; 0 = all
 
+    # backbone -> {key: value} where one backbone needs its own settings, e.g. {efficientnet_b0: {amp: fp32}}
+    by_backbone: dict[str, dict] = field(default_factory=dict)
+
+    def for_backbone(self, backbone: str) -> "TrainConfig":
+        """This config with `by_backbone[backbone]` applied (the settings one backbone trains with)."""
+        return apply(self, {"by_backbone": {}, **self.by_backbone.get(backbone, {})}, f"by_backbone.{backbone}")
+
     def validate(self, source: str) -> None:
-        if self.amp not in ("auto", "fp16", "bf16", "off"):
-            raise DataError(source, f"amp must be auto, fp16, bf16 or off, not {self.amp!r}", where="amp")
+        if self.amp not in AMP_MODES:
+            raise DataError(source, f"amp must be one of {', '.join(AMP_MODES)}, not {self.amp!r}", where="amp")
+        for backbone, values in self.by_backbone.items():
+            shared = sorted(set(values) & EXPERIMENT_KEYS)
+            if shared:
+                raise DataError(source, f"{', '.join(shared)} belong to the whole experiment, not one backbone",
+                                where=f"by_backbone.{backbone}")
+            apply(dataclasses.replace(self, by_backbone={}), values, f"{source} (by_backbone.{backbone})")
         for key in ("image_size", "epochs", "batch_size", "grad_accum"):
             if getattr(self, key) < 1:
                 raise DataError(source, f"{key} must be at least 1", where=key)
@@ -65,6 +83,8 @@ def check_type(value, annotation, source: str, key: str):
         value, ok = float(value), True
     elif annotation in (int, str, bool):
         ok = isinstance(value, annotation) and (annotation is bool or not isinstance(value, bool))
+    elif annotation is dict:  # by_backbone's inner mapping: its keys are checked against TrainConfig later
+        ok = isinstance(value, dict)
     elif origin is list and isinstance(value, list):
         value, ok = [check_type(v, args[0], source, key) for v in value], True
     elif origin is dict and isinstance(value, dict):
@@ -82,6 +102,8 @@ def apply(cfg: TrainConfig, values: dict, source: str) -> TrainConfig:
     for key, value in values.items():
         if key not in known:
             raise DataError(source, f"unknown key {key!r}", where=key, hint=f"known keys: {', '.join(sorted(known))}")
+        if key == "amp" and value is False:
+            value = "fp32"  # YAML 1.1 reads `off` as false
         updates[key] = check_type(value, hints[key], source, key)
     cfg = dataclasses.replace(cfg, **updates)
     cfg.validate(source)

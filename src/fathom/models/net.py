@@ -15,9 +15,10 @@ from fathom.errors import DataError, FathomError
 class FathomNet(nn.Module):
     """`forward(images)` returns {"fine": [B, 290], "super": [B, 20]} logits."""
 
-    def __init__(self, backbone: str, pretrained: bool = False, weights: str | None = None, drop_rate: float = 0.0):
+    def __init__(self, backbone: str, pretrained: bool = False, weights: str | None = None, drop_rate: float = 0.0,
+                 model_kwargs: dict | None = None):
         super().__init__()
-        self.backbone = create_backbone(backbone, pretrained, weights)
+        self.backbone = create_backbone(backbone, pretrained, weights, model_kwargs)
         features = self.backbone.num_features
         self.dropout = nn.Dropout(drop_rate)
         self.fine = nn.Linear(features, N_FINE)
@@ -27,20 +28,33 @@ class FathomNet(nn.Module):
         pooled = self.dropout(self.backbone(images))
         return {"fine": self.fine(pooled), "super": self.super(pooled)}
 
+    @torch.no_grad()
+    def start_at_prior(self, fine_frequency, super_frequency, floor: float = 1e-4) -> None:
+        """Set each head's bias to the log-odds of its class frequency (RetinaNet's prior init): the
+        untrained model already predicts the label prior, and training spends its steps on telling
+        images apart instead of on learning the marginals (which matters most for short runs)."""
+        for head, frequency in ((self.fine, fine_frequency), (self.super, super_frequency)):
+            p = torch.as_tensor(frequency, dtype=torch.float32).clamp(floor, 1 - floor)
+            head.bias.copy_(torch.log(p / (1 - p)))
+
     def data_config(self) -> dict:
         """timm's preprocessing for this backbone: mean, std, interpolation, crop."""
         return timm.data.resolve_data_config(model=self.backbone)
 
 
-def create_backbone(name: str, pretrained: bool, weights: str | None) -> nn.Module:
+def create_backbone(name: str, pretrained: bool, weights: str | None, model_kwargs: dict | None = None) -> nn.Module:
     """A timm model without classifier. `weights` (a local .pth/.safetensors state dict, e.g. from a
     Kaggle dataset) wins over `pretrained`; it is loaded strictly (only the ImageNet classifier is
-    dropped), so a missing or mismatched file is an error, never a silent random init."""
+    dropped), so a missing or mismatched file is an error, never a silent random init.
+    `model_kwargs` go to `timm.create_model` (e.g. drop_path_rate)."""
+    kwargs = {**(model_kwargs or {}), "num_classes": 0}
     if weights is None:
         try:
-            return timm.create_model(name, pretrained=pretrained, num_classes=0)
+            return timm.create_model(name, pretrained=pretrained, **kwargs)
         except RuntimeError as err:  # unknown model name
             raise FathomError(f"backbone {name!r}: {err}") from None
+        except TypeError as err:  # a keyword this model does not take
+            raise FathomError(f"backbone {name!r}: model_kwargs {model_kwargs}: {err}") from None
         except Exception as err:  # no network, no cache: timm/huggingface_hub raise various errors
             if not pretrained:
                 raise
@@ -52,7 +66,10 @@ def create_backbone(name: str, pretrained: bool, weights: str | None) -> nn.Modu
     if not path.is_file():
         raise DataError(path, f"weights file for backbone {name!r} not found",
                         hint="attach the Kaggle dataset holding it or fix `weights:` in the config")
-    model = timm.create_model(name, pretrained=False, num_classes=0)
+    try:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    except TypeError as err:
+        raise FathomError(f"backbone {name!r}: model_kwargs {model_kwargs}: {err}") from None
     try:
         state = timm.models.load_state_dict(str(path), weights_only=True)
     except Exception as err:

@@ -10,6 +10,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fathom.errors import FathomError
+from fathom.train.distributed import unwrap
 from fathom.train.loss import FathomLoss
 from fathom.train.precision import Precision
 
@@ -21,13 +22,14 @@ def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -
 
 def train_one_epoch(model: nn.Module, loader, loss_fn: FathomLoss, optimizer, scheduler, precision: Precision,
                     step: int, grad_accum: int = 1, clip_grad: float = 0.0, ema=None, channels_last: bool = True,
-                    desc: str = "train") -> tuple[dict, int]:
+                    desc: str = "train", progress: bool = True) -> tuple[dict, int]:
     """One epoch; returns ({train_loss, lr, images_per_s}, the optimiser step count)."""
     model.train()
     device = precision.device
     total, seen, start = 0.0, 0, time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=2.0, disable=None)  # off without a tty
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=2.0,
+               disable=None if progress else True)  # None: off without a tty
     for i, (images, fine, sup) in enumerate(bar):
         images = to_device(images, device, channels_last)
         fine, sup = fine.to(device, non_blocking=True), sup.to(device, non_blocking=True)
@@ -48,7 +50,7 @@ def train_one_epoch(model: nn.Module, loader, loss_fn: FathomLoss, optimizer, sc
             step += 1
             scheduler.step_update(step)
             if ema is not None:
-                ema.update(model, step=step)
+                ema.update(unwrap(model), step=step)
         total += loss.item() * len(images)
         seen += len(images)
         bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen / (time.perf_counter() - start):.1f}")

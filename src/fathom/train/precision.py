@@ -20,10 +20,10 @@ class Precision:
         resnet18 and densenet121; a quick probe of ours (taken while another job shared the CPU)
         disagreed, so the CPU default stays fp32 until the benchmark issue settles it per backbone."""
         if mode == "auto":
-            mode = "fp16" if device.type == "cuda" else "off"
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "off": None}[mode]
+            mode = "fp16" if device.type == "cuda" else "fp32"
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[mode]
         if dtype is torch.float16 and device.type != "cuda":
-            raise ValueError("amp: fp16 needs a CUDA device; use bf16 or off on CPU")
+            raise ValueError("amp: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
         return cls(device, dtype, scaler)
 

@@ -3,10 +3,15 @@
 runs/<exp>/<backbone>/fold_<k>/  config.yaml, meta.json, metrics.csv, best.pt, last.pt, oof.npz, test.npz
 runs/<exp>/oof/<backbone>.npz    validation predictions of every trained fold, by train id
 runs/<exp>/test/<backbone>.npz   eval predictions averaged over folds (osd = 1 - max fine probability)
+runs/<exp>/summary.json          OOF MAP@20 of each backbone next to the frequency prior's on the same ids
+
+Under torchrun every rank trains on its share of each batch and predicts its share of the rows; rank 0
+alone writes (see fathom.train.distributed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -21,6 +26,7 @@ import torch
 import yaml
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
+from torch.utils.data import DistributedSampler, Subset
 
 from fathom.atomic import atomic_open, write_csv, write_json
 from fathom.config import TrainConfig, to_dict
@@ -34,9 +40,11 @@ from fathom.predictions import Predictions, mean_of, prediction_path, run_dir
 from fathom.submit import git_commit
 from fathom.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fathom.train.data import FrameDataset, ImageCache, eval_transform, make_loader, train_transform
+from fathom.train.distributed import Distributed
 from fathom.train.loop import predict, train_one_epoch
 from fathom.train.loss import FathomLoss, pos_weights
 from fathom.train.precision import Precision
+from fathom.train.tracking import Tracker, wanted
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +59,22 @@ def fold_dir(runs: Path, cfg: TrainConfig, backbone: str, fold: int) -> Path:
     return run_dir(runs, cfg.name) / backbone / f"fold_{fold}"
 
 
-def write_run_info(out: Path, cfg: TrainConfig, device: torch.device, precision: Precision) -> None:
+def write_run_info(out: Path, cfg: TrainConfig, device: torch.device, precision: Precision, world: int) -> None:
     with atomic_open(out / "config.yaml") as fh:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
     write_json({"git_commit": git_commit(), "python": platform.python_version(), "torch": torch.__version__,
-                "timm": timm.__version__, "device": str(device), "precision": precision.name}, out / "meta.json")
+                "timm": timm.__version__, "device": str(device), "precision": precision.name,
+                "processes": world}, out / "meta.json")
 
 
 class FoldTrainer:
     """Trains one backbone on one fold; `run()` returns its validation and eval predictions."""
 
     def __init__(self, cfg: TrainConfig, dataset: Dataset, cache_files: dict[str, Path], folds: pd.DataFrame,
-                 backbone: str, fold: int, runs: Path, device: torch.device):
-        self.cfg, self.backbone, self.fold, self.device = cfg, backbone, fold, device
+                 backbone: str, fold: int, runs: Path, dist: Distributed = Distributed()):
+        cfg = cfg.for_backbone(backbone)
+        self.cfg, self.backbone, self.fold, self.dist = cfg, backbone, fold, dist
+        self.device = device = dist.device()
         self.out = fold_dir(runs, cfg, backbone, fold)
         in_fold = dataset.train["id"].map(folds.set_index("id")["fold"]) == fold
         train, valid = dataset.train[~in_fold], dataset.train[in_fold]
@@ -79,18 +90,55 @@ class FoldTrainer:
                       "eval": [cache_files[i] for i in self.eval_ids]}
         self.precision = Precision.decide(cfg.amp, device)
 
+    def fingerprint(self) -> str:
+        """What a finished fold depends on: its resolved config (less run-time plumbing) and its images."""
+        settings = {k: v for k, v in to_dict(self.cfg).items() if k not in ("workers", "cache_dir", "wandb")}
+        content = json.dumps([settings, *(list(map(str, self.files[s])) for s in ("train", "valid", "eval"))])
+        return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+    def is_done(self) -> bool:
+        """True when this fold finished with the same fingerprint (its predictions can be reused)."""
+        done = self.out / "done.json"
+        if not done.is_file():
+            return False
+        if json.loads(done.read_text()).get("fingerprint") == self.fingerprint():
+            return True
+        log.warning("%s fold %d: config or data changed since it finished; training it again", self.backbone,
+                    self.fold)
+        return False
+
     def loader(self, split: str, transform, epoch: int = 0) -> torch.utils.data.DataLoader:
+        """Training batches (this rank's share under DDP) or this rank's rows of a split to predict."""
         n = len(self.files[split])
         fine, sup = self.targets.get(split, (np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32)))
         dataset = FrameDataset(self.files[split], fine, sup, transform, seed=self.cfg.seed)
         dataset.epoch = epoch
-        return make_loader(dataset, self.cfg.batch_size, split == "train", self.cfg.workers, self.device,
-                           seed=self.cfg.seed * 1000 + epoch)
+        train, sampler = split == "train", None
+        if train and self.dist.enabled:
+            sampler = DistributedSampler(dataset, self.dist.world, self.dist.rank, shuffle=True, seed=self.cfg.seed,
+                                         drop_last=True)
+            sampler.set_epoch(epoch)
+        elif not train and self.dist.enabled:
+            dataset = Subset(dataset, self.dist.shard(n).tolist())
+        return make_loader(dataset, self.cfg.batch_size, train, self.cfg.workers, self.device,
+                           seed=self.cfg.seed * 1000 + epoch, sampler=sampler)
+
+    def predict(self, model, split: str, loss_fn: FathomLoss | None = None) -> dict:
+        """Probabilities for every row of `split` on every rank (each rank predicts its shard)."""
+        n = len(self.files[split])
+        probs = predict(model, self.loader(split, self.transforms["eval"]), self.precision, self.cfg.channels_last,
+                        loss_fn)
+        shard = len(self.dist.shard(n))
+        loss = self.dist.sum(probs.pop("loss") * shard) / max(n, 1)
+        return {**self.dist.gather_rows(probs, n), "loss": loss}
 
     def build(self):
         cfg = self.cfg
         seed_everything(cfg.seed + self.fold)
-        model = FathomNet(self.backbone, cfg.pretrained, cfg.weights.get(self.backbone), cfg.drop_rate).to(self.device)
+        model = FathomNet(self.backbone, cfg.pretrained, cfg.weights.get(self.backbone), cfg.drop_rate,
+                          cfg.model_kwargs)
+        model.start_at_prior(self.targets["train"][0].mean(0), self.targets["train"][1].mean(0))
+        model = model.to(self.device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         data_cfg = model.data_config()
@@ -99,7 +147,8 @@ class FoldTrainer:
         loss_fn = FathomLoss(pos_weights(self.targets["train"][0], cfg.pos_weight_power, cfg.pos_weight_cap),
                              cfg.super_weight, cfg.label_smoothing).to(self.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        batches = len(self.files["train"]) // cfg.batch_size if len(self.files["train"]) > cfg.batch_size else 1
+        per_rank = len(self.files["train"]) // self.dist.world
+        batches = per_rank // cfg.batch_size if per_rank > cfg.batch_size else 1
         steps = math.ceil(batches / cfg.grad_accum)
         scheduler = CosineLRScheduler(optimizer, t_initial=max(1, cfg.epochs * steps), lr_min=cfg.lr * 0.01,
                                       warmup_t=int(cfg.warmup_epochs * steps), warmup_lr_init=cfg.lr * 0.01,
@@ -107,11 +156,14 @@ class FoldTrainer:
         ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None
         return model, loss_fn, optimizer, scheduler, ema
 
-    def run(self, resume: bool = False) -> dict[str, np.ndarray]:
+    def run(self, resume: bool = False, tracker: Tracker | None = None) -> dict[str, np.ndarray]:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_run_info(self.out, cfg, self.device, self.precision)
+        main = self.dist.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_run_info(self.out, cfg, self.device, self.precision, self.dist.world)
         model, loss_fn, optimizer, scheduler, ema = self.build()
+        trained = self.dist.wrap(model)
         start, step, best, history = 0, 0, -1.0, []
         if resume and (self.out / "last.pt").is_file():
             state = load_checkpoint(self.out / "last.pt", self.device)
@@ -126,28 +178,36 @@ class FoldTrainer:
             log.info("%s fold %d: resumed after epoch %d", self.backbone, self.fold, state["epoch"])
         stale = 0
         for epoch in range(start, cfg.epochs):
-            metrics, step = train_one_epoch(model, self.loader("train", self.transforms["train"], epoch), loss_fn,
+            metrics, step = train_one_epoch(trained, self.loader("train", self.transforms["train"], epoch), loss_fn,
                                             optimizer, scheduler, self.precision, step, cfg.grad_accum,
                                             cfg.clip_grad, ema, cfg.channels_last,
-                                            desc=f"{self.backbone} f{self.fold} e{epoch}")
+                                            desc=f"{self.backbone} f{self.fold} e{epoch}", progress=main)
+            metrics["train_loss"] = self.dist.mean(metrics["train_loss"])
+            metrics["train_images_per_s"] = self.dist.sum(metrics["train_images_per_s"])
             scored = ema.module if ema is not None else model
-            valid = predict(scored, self.loader("valid", self.transforms["eval"]), self.precision,
-                            cfg.channels_last, loss_fn)
+            valid = self.predict(scored, "valid", loss_fn)
             row = {"epoch": epoch, **metrics, "val_loss": valid["loss"],
                    "val_map20": map_at_k_from_probs(valid["fine"], self.targets["valid"][0])}
             history.append(row)
-            write_csv(pd.DataFrame(history), self.out / "metrics.csv")
+            if main:
+                write_csv(pd.DataFrame(history), self.out / "metrics.csv")
+                if tracker is not None:
+                    tracker.log(row, prefix=f"fold_{self.fold}/")
             log.info("%s fold %d epoch %d: loss %.4f val MAP@20 %.4f (%.1f img/s)", self.backbone, self.fold, epoch,
                      row["train_loss"], row["val_map20"], row["train_images_per_s"])
             if row["val_map20"] > best:
                 best, stale = row["val_map20"], 0
-                save_checkpoint({"model": scored.state_dict(), "epoch": epoch, "val_map20": best}, self.out / "best.pt")
+                if main:
+                    save_checkpoint({"model": scored.state_dict(), "epoch": epoch, "val_map20": best},
+                                    self.out / "best.pt")
             else:
                 stale += 1
-            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "scaler": self.precision.scaler.state_dict(),
-                             "ema": ema.state_dict() if ema is not None else None, "epoch": epoch, "step": step,
-                             "best": best, "history": history, "rng": rng_state()}, self.out / "last.pt")
+            if main:
+                    save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "scaler": self.precision.scaler.state_dict(),
+                                 "ema": ema.state_dict() if ema is not None else None, "epoch": epoch, "step": step,
+                                 "best": best, "history": history, "rng": rng_state()}, self.out / "last.pt")
+            self.dist.barrier()  # checkpoints are complete before any rank may read them
             if cfg.patience and stale >= cfg.patience:
                 log.info("%s fold %d: early stop after epoch %d", self.backbone, self.fold, epoch)
                 break
@@ -158,44 +218,88 @@ class FoldTrainer:
         model.load_state_dict(load_checkpoint(self.out / "best.pt", self.device)["model"])
         out = {}
         for split, ids, name in (("valid", self.valid_ids, "oof"), ("eval", self.eval_ids, "test")):
-            probs = predict(model, self.loader(split, self.transforms["eval"]), self.precision, self.cfg.channels_last)
+            probs = self.predict(model, split)
             out[name] = Predictions(ids, probs["fine"], probs["super"], 1.0 - probs["fine"].max(1))
-            out[name].save(self.out / f"{name}.npz")
-        write_json({"val_map20": map_at_k_from_probs(out["oof"].fine, self.targets["valid"][0])}, self.out / "done.json")
+            if self.dist.is_main:
+                out[name].save(self.out / f"{name}.npz")
+        if self.dist.is_main:
+            write_json({"val_map20": map_at_k_from_probs(out["oof"].fine, self.targets["valid"][0]),
+                        "fingerprint": self.fingerprint()}, self.out / "done.json")
+        self.dist.barrier()  # every rank sees done.json before deciding what to train next
         return out
 
 
-def build_cache(cfg: TrainConfig, dataset: Dataset) -> dict[str, Path]:
-    """Cache every train and eval frame at the training size once; returns id -> cache file."""
+def build_cache(cfg: TrainConfig, dataset: Dataset, dist: Distributed = Distributed()) -> dict[str, Path]:
+    """Cache every train and eval frame at the training size once (rank 0 builds); returns id -> cache file."""
     cache = ImageCache(cfg.cache_dir, cfg.image_size)
     table = pd.concat([dataset.train[["id", "path"]], dataset.eval[["id", "path"]]])
-    return dict(zip(table["id"], cache.build(list(table["path"]), workers=max(2, cfg.workers * 2))))
+    if dist.is_main:
+        cache.build(list(table["path"]), workers=max(2, cfg.workers * 2))
+    dist.barrier()
+    return dict(zip(table["id"], cache.build(list(table["path"]), workers=1)))
 
 
 def train(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, backbones: list[str] | None = None,
           fold_ids: list[int] | None = None, resume: bool = False) -> dict[str, float]:
-    """Train every (backbone, fold); finished folds (done.json) are reused. Returns OOF MAP@20 per backbone."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Train every (backbone, fold); finished folds (done.json) are reused.
+
+    Returns {backbone: OOF MAP@20, ..., "prior": the frequency prior's OOF MAP@20 on the same ids} on
+    rank 0 (other ranks return {}).
+    """
     known_folds = set(folds["fold"])
     fold_ids = fold_ids or cfg.folds
     for k in fold_ids:
         if k not in known_folds:
             raise DataError("config", f"fold {k} is not in the folds file (folds {sorted(known_folds)})", where="folds")
-    cache_files = build_cache(cfg, dataset)
+    dist = Distributed.from_env()
+    if not dist.is_main:
+        logging.getLogger("fathom").setLevel(logging.WARNING)  # one log, from rank 0
+    try:
+        return train_folds(cfg, dataset, folds, runs, backbones or cfg.backbones, fold_ids, resume, dist)
+    finally:
+        dist.close()
+
+
+def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, backbones: list[str],
+                fold_ids: list[int], resume: bool, dist: Distributed) -> dict[str, float]:
+    cache_files = build_cache(cfg, dataset, dist)
     scores = {}
-    for backbone in backbones or cfg.backbones:
-        parts = []
-        for fold in fold_ids:
-            out = fold_dir(runs, cfg, backbone, fold)
-            if (out / "done.json").is_file():
-                log.info("%s fold %d: done, reusing its predictions", backbone, fold)
-                parts.append({name: Predictions.load(out / f"{name}.npz") for name in ("oof", "test")})
-                continue
-            trainer = FoldTrainer(cfg, dataset, cache_files, folds, backbone, fold, runs, device)
-            parts.append(trainer.run(resume=resume))
-        scores[backbone] = assemble(cfg, dataset, runs, backbone, parts)
-    write_json({"oof_map20": scores}, run_dir(runs, cfg.name) / "summary.json")
+    for backbone in backbones:
+        tracker = Tracker(dist.is_main and wanted(cfg.wandb), cfg.wandb_project, group=cfg.name,
+                          name=f"{cfg.name}/{backbone}", config={**to_dict(cfg), "backbone": backbone},
+                          directory=run_dir(runs, cfg.name))
+        try:
+            parts = []
+            for fold in fold_ids:
+                trainer = FoldTrainer(cfg, dataset, cache_files, folds, backbone, fold, runs, dist)
+                if trainer.is_done():
+                    log.info("%s fold %d: done, reusing its predictions", backbone, fold)
+                    parts.append({name: Predictions.load(trainer.out / f"{name}.npz") for name in ("oof", "test")})
+                    continue
+                parts.append(trainer.run(resume=resume, tracker=tracker))
+            if dist.is_main:
+                scores[backbone] = assemble(cfg, dataset, runs, backbone, parts)
+                tracker.summarize({"oof_map20": scores[backbone]})
+        finally:
+            tracker.finish()
+    if dist.is_main:
+        oof_ids = np.concatenate([part["oof"].ids for part in parts])  # every trained fold's images
+        scores["prior"] = frequency_prior_map20(dataset, folds, oof_ids)
+        summary = run_dir(runs, cfg.name) / "summary.json"
+        previous = json.loads(summary.read_text())["oof_map20"] if summary.is_file() else {}
+        write_json({"oof_map20": {**previous, **scores}, "folds": fold_ids, "processes": dist.world}, summary)
     return scores
+
+
+def frequency_prior_map20(dataset: Dataset, folds: pd.DataFrame, ids: np.ndarray) -> float:
+    """MAP@20 on the validation images `ids` of ranking every category by its frequency in the rest of
+    the training images (each image's own training part): the floor a backbone must beat."""
+    fold_of = dataset.train["id"].map(folds.set_index("id")["fold"]).to_numpy()
+    fine = fine_multi_hot(dataset.train["categories"], dataset.categories)
+    row_of = {i: n for n, i in enumerate(dataset.train["id"])}
+    rows = np.array([row_of[i] for i in ids])
+    frequencies = {k: fine[fold_of != k].mean(0) for k in np.unique(fold_of[rows])}
+    return map_at_k_from_probs(np.stack([frequencies[k] for k in fold_of[rows]]), fine[rows])
 
 
 def assemble(cfg: TrainConfig, dataset: Dataset, runs: Path, backbone: str, parts: list[dict]) -> float:
