@@ -233,10 +233,10 @@ def build_cache(cfg: TrainConfig, dataset: Dataset, dist: Distributed = Distribu
     """Cache every train and eval frame at the training size once (rank 0 builds); returns id -> cache file."""
     cache = ImageCache(cfg.cache_dir, cfg.image_size)
     table = pd.concat([dataset.train[["id", "path"]], dataset.eval[["id", "path"]]])
-    if dist.is_main:
-        cache.build(list(table["path"]), workers=max(2, cfg.workers * 2))
-    dist.barrier()
-    return dict(zip(table["id"], cache.build(list(table["path"]), workers=1)))
+    paths = list(table["path"])
+    files = cache.build(paths, workers=max(2, cfg.workers * 2)) if dist.is_main else None
+    dist.barrier()  # the other ranks only name the files rank 0 has written
+    return dict(zip(table["id"], files or [cache.file_for(p) for p in paths]))
 
 
 def train(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, backbones: list[str] | None = None,
