@@ -37,9 +37,11 @@ pipeline() {  # DATA_DIR FOLDS_CSV CONFIG [--images DIR]
   exp=$(basename "${config%.y*ml}")
   [ -f "$folds" ] || "$PY" -m fathom folds --data "$data" --n-folds 5 --seed 42 --out "$folds"
   "$PY" -m fathom prior --data "$data" --folds "$folds" --exp prior "$@"
-  "$PY" -m fathom submit --data "$data" --exp prior --name prior   # the floor, for comparison
+  "$PY" -m fathom submit --data "$data" --exp prior --name prior "$@"   # the floor, for comparison
   "$PY" -m fathom train --data "$data" --folds "$folds" --config "$config" "$@"
-  "$PY" -m fathom submit --data "$data" --exp "$exp" --name "$exp"   # also written as submission.csv
+  "$PY" -m fathom predict --data "$data" --exp "$exp" "$@"            # TTA: OOF and eval, every fold
+  "$PY" -m fathom submit --data "$data" --exp "$exp" --name "$exp" "$@"   # tuned ensemble; also submission.csv
+  "$PY" -m fathom report --data "$data" --exp "$exp"                  # runs/<exp>/report.md
   "$PY" -m fathom validate-submission submissions/submission.csv --data "$data"
 }
 

@@ -51,9 +51,20 @@ def write_csv(df: pd.DataFrame, path: str | Path, **kwargs) -> None:
 
 
 def write_json(obj, path: str | Path) -> None:
+    """Strict JSON: NaN (e.g. an undefined sAUC) is written as null."""
     with atomic_open(path, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False)
+        json.dump(without_nan(obj), fh, indent=2, sort_keys=False, allow_nan=False)
         fh.write("\n")
+
+
+def without_nan(obj):
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: without_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [without_nan(v) for v in obj]
+    return obj
 
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> None:

@@ -89,13 +89,38 @@ def cmd_prior(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from fathom.infer.tta import predict_experiment
+
+    views = predict_experiment(load(args), args.runs, args.exp, args.overrides)
+    for backbone, names in views.items():
+        print(f"{args.exp}/{backbone}: TTA views {', '.join(names)} -> {args.runs / args.exp / 'tta'}")
+    return 0
+
+
 def cmd_submit(args) -> int:
     from fathom.submit import submit
 
-    record = submit(load(args, check_images=False), args.runs, args.exp, args.out, args.name or args.exp)
+    record = submit(load(args), args.runs, args.exp, args.out, args.name or args.exp)  # images: colour osd
+    if "strategy" in record:
+        strategy = record["strategies"][record["strategy"]]
+        weights = ", ".join(f"{n} {w:.2f}" for n, w in record["weights"].items() if w)
+        osd = record["osd"]["sauc"][record["osd"]["method"]]
+        print(f"{args.exp}: ensemble '{record['strategy']}' ({weights}; b = {record['exponents']['b']}): OOF MAP@20 "
+              f"{strategy['held_out']:.4f} held out (best single {record['strategies']['best single']['held_out']:.4f},"
+              f" equal weights {record['strategies']['equal weights']['held_out']:.4f})")
+        print(f"{args.exp}: osd = {record['osd']['method']} (sAUC {osd['held_out_categories']:.4f} on held-out "
+              f"categories, {osd['train_vs_test']:.4f} train vs test)")
     print(f"wrote {args.out / (record['name'] + '.csv')} and {args.out / 'submission.csv'} ({record['rows']} rows)")
     if "eval_score" in record:
         print("demo eval score: " + json.dumps(record["eval_score"]))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from fathom.report import write_report
+
+    print(f"wrote {write_report(load(args, check_images=False), args.runs, args.exp)}")
     return 0
 
 
@@ -165,8 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=3")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("submit", help="write submission CSVs from an experiment's test predictions")
+    p = sub.add_parser("predict", help="re-predict OOF and eval images of every finished fold with TTA")
+    add_data_args(p)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="tta_hflip, tta_scales, batch_size, workers, e.g. tta_scales=[1.0,1.25]")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="write runs/<exp>/report.md with plots (after submit)")
     add_data_args(p, images=False)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("submit", help="ensemble an experiment (tuned on OOF) and write submission CSVs")
+    add_data_args(p)
     p.add_argument("--exp", required=True)
     p.add_argument("--name", default=None, help="file name stem (default: the experiment)")
     p.add_argument("--runs", type=Path, default=paths.runs_dir())

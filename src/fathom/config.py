@@ -50,6 +50,8 @@ class TrainConfig:
     wandb_project: str = "fathomnet2023"
     workers: int = 2
     cache_dir: str = "cache"
+    tta_hflip: bool = True  # `python -m fathom predict`: add the mirrored view
+    tta_scales: list[float] = field(default_factory=lambda: [1.0])  # and/or these multiples of image_size
     limit: int = 0  # smoke runs: use at most this many images per split; 0 = all
 
     # backbone -> {key: value} where one backbone needs its own settings, e.g. {efficientnet_b0: {amp: fp32}}
@@ -71,6 +73,9 @@ class TrainConfig:
         for key in ("image_size", "epochs", "batch_size", "grad_accum"):
             if getattr(self, key) < 1:
                 raise DataError(source, f"{key} must be at least 1", where=key)
+        if not self.tta_scales or min(self.tta_scales) <= 0:
+            raise DataError(source, "tta_scales must list positive multiples of image_size, e.g. [1.0, 1.25]",
+                            where="tta_scales")
         if not self.backbones:
             raise DataError(source, "list at least one backbone", where="backbones")
 

@@ -67,6 +67,15 @@ def mean_of(predictions: list[Predictions], ids: Sequence[str]) -> Predictions:
                        np.mean([p.super for p in aligned], 0), osd)
 
 
+def concat(parts: list[Predictions]) -> Predictions:
+    """Rows of several predictions stacked (e.g. the validation rows of every fold); ids must not repeat."""
+    ids = np.concatenate([p.ids for p in parts])
+    if len(set(ids)) != len(ids):
+        raise ValueError("an id occurs in more than one part")
+    osd = None if any(p.osd is None for p in parts) else np.concatenate([p.osd for p in parts])
+    return Predictions(ids, np.vstack([p.fine for p in parts]), np.vstack([p.super for p in parts]), osd)
+
+
 def run_dir(runs: str | Path, exp: str) -> Path:
     return Path(runs) / exp
 

@@ -15,12 +15,23 @@ THUMBNAIL = 64
 
 def colour_stats(path: str) -> np.ndarray:
     """[6] mean and std of R, G, B (0..1) of a thumbnail of the image."""
-    small = open_rgb(path, THUMBNAIL * 2).resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR)
+    return colour_stats_of(open_rgb(path, THUMBNAIL * 2))
+
+
+def colour_stats_of_cached(file: str) -> np.ndarray:
+    """colour_stats of a frame in the training image cache (a uint8 HxWx3 .npy): no PNG decode."""
+    return colour_stats_of(Image.fromarray(np.load(file)))
+
+
+def colour_stats_of(image: Image.Image) -> np.ndarray:
+    small = image.resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR)
     pixels = np.asarray(small, dtype=np.float32).reshape(-1, 3) / 255.0
     return np.concatenate([pixels.mean(0), pixels.std(0)])
 
 
-def colour_stats_many(paths: Sequence[str], workers: int = 4) -> np.ndarray:
-    """[N, 6] colour statistics; PIL decodes outside the GIL, so threads overlap."""
+def colour_stats_many(paths: Sequence[str], workers: int = 4, cached: bool = False) -> np.ndarray:
+    """[N, 6] colour statistics of image files (or of image-cache files when `cached`); PIL works
+    outside the GIL, so threads overlap."""
+    stats = colour_stats_of_cached if cached else colour_stats
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.stack(list(pool.map(colour_stats, paths))) if len(paths) else np.zeros((0, 6), np.float32)
+        return np.stack(list(pool.map(stats, paths))) if len(paths) else np.zeros((0, 6), np.float32)

@@ -15,7 +15,7 @@ from sklearn.covariance import LedoitWolf
 
 from fathom.data.categories import Categories
 from fathom.data.labels import fine_multi_hot, super_multi_hot
-from fathom.predictions import Predictions
+from fathom.predictions import Predictions, concat
 
 
 def label_frequencies(train: pd.DataFrame, categories: Categories) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +47,6 @@ def fit_prior(train: pd.DataFrame, folds: pd.DataFrame, eval_ids, train_features
         fit, hold = fold != k, fold == k
         parts.append(predict_prior(train[fit], train_features[fit], train["id"][hold].to_numpy(),
                                    train_features[hold], categories))
-    oof = Predictions(np.concatenate([p.ids for p in parts]), np.vstack([p.fine for p in parts]),
-                      np.vstack([p.super for p in parts]), np.concatenate([p.osd for p in parts]))
+    oof = concat(parts)
     test = predict_prior(train, train_features, eval_ids, eval_features, categories)
     return oof.aligned_to(train["id"]), test

@@ -61,17 +61,24 @@ def train_one_epoch(model: nn.Module, loader, loss_fn: FathomLoss, optimizer, sc
 
 @torch.no_grad()
 def predict(model: nn.Module, loader, precision: Precision, channels_last: bool = True,
-            loss_fn: FathomLoss | None = None) -> dict:
-    """Sigmoid probabilities {fine [N, 290], super [N, 20]} and, given a loss, the mean loss."""
+            loss_fn: FathomLoss | None = None, hflip: bool = False) -> dict:
+    """Sigmoid probabilities {fine [N, 290], super [N, 20]} and, given a loss, the mean loss.
+
+    `hflip` adds the mirrored view of every batch; the two views are averaged after the sigmoid.
+    """
     model.eval()
     fine_probs, super_probs, total, seen = [], [], 0.0, 0
     for images, fine, sup in loader:
         images = to_device(images, precision.device, channels_last)
         with precision.autocast():
             logits = model(images)
+            mirrored = model(torch.flip(images, dims=[3])) if hflip else None
         if loss_fn is not None:
             total += loss_fn(logits, fine.to(precision.device), sup.to(precision.device))["loss"].item() * len(images)
         seen += len(images)
-        fine_probs.append(torch.sigmoid(logits["fine"].float()).cpu().numpy())
-        super_probs.append(torch.sigmoid(logits["super"].float()).cpu().numpy())
+        for out, head in ((fine_probs, "fine"), (super_probs, "super")):
+            probs = torch.sigmoid(logits[head].float())
+            if mirrored is not None:
+                probs = (probs + torch.sigmoid(mirrored[head].float())) / 2
+            out.append(probs.cpu().numpy())
     return {"fine": np.concatenate(fine_probs), "super": np.concatenate(super_probs), "loss": total / max(seen, 1)}

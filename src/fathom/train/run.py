@@ -36,8 +36,8 @@ from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.metric import map_at_k_from_probs
 from fathom.models.net import FathomNet
-from fathom.predictions import Predictions, mean_of, prediction_path, run_dir
-from fathom.submit import git_commit
+from fathom.predictions import Predictions, concat, mean_of, prediction_path, run_dir
+from fathom.provenance import git_commit
 from fathom.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fathom.train.data import FrameDataset, ImageCache, eval_transform, make_loader, train_transform
 from fathom.train.distributed import Distributed
@@ -47,6 +47,7 @@ from fathom.train.precision import Precision
 from fathom.train.tracking import Tracker, wanted
 
 log = logging.getLogger(__name__)
+RUN_TIME_KEYS = ("workers", "cache_dir", "wandb", "tta_hflip", "tta_scales")  # change no trained weights
 
 
 def seed_everything(seed: int) -> None:
@@ -92,7 +93,7 @@ class FoldTrainer:
 
     def fingerprint(self) -> str:
         """What a finished fold depends on: its resolved config (less run-time plumbing) and its images."""
-        settings = {k: v for k, v in to_dict(self.cfg).items() if k not in ("workers", "cache_dir", "wandb")}
+        settings = {k: v for k, v in to_dict(self.cfg).items() if k not in RUN_TIME_KEYS}
         content = json.dumps([settings, *(list(map(str, self.files[s])) for s in ("train", "valid", "eval"))])
         return hashlib.sha256(content.encode()).hexdigest()[:16]
 
@@ -203,7 +204,7 @@ class FoldTrainer:
             else:
                 stale += 1
             if main:
-                    save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                  "scheduler": scheduler.state_dict(), "scaler": self.precision.scaler.state_dict(),
                                  "ema": ema.state_dict() if ema is not None else None, "epoch": epoch, "step": step,
                                  "best": best, "history": history, "rng": rng_state()}, self.out / "last.pt")
@@ -304,8 +305,7 @@ def frequency_prior_map20(dataset: Dataset, folds: pd.DataFrame, ids: np.ndarray
 
 def assemble(cfg: TrainConfig, dataset: Dataset, runs: Path, backbone: str, parts: list[dict]) -> float:
     """Write runs/<exp>/oof/<backbone>.npz and test/<backbone>.npz; returns the OOF MAP@20."""
-    oof = Predictions(np.concatenate([p["oof"].ids for p in parts]), np.vstack([p["oof"].fine for p in parts]),
-                      np.vstack([p["oof"].super for p in parts]), np.concatenate([p["oof"].osd for p in parts]))
+    oof = concat([p["oof"] for p in parts])
     test = mean_of([p["test"] for p in parts], parts[0]["test"].ids)
     test.osd = 1.0 - test.fine.max(1)  # of the fold mean, not the mean of each fold's osd
     oof.save(prediction_path(runs, cfg.name, "oof", backbone))

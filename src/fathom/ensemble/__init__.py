@@ -1,0 +1,1 @@
+"""Combining trained models: per-fold predictions, weights tuned on OOF, re-scoring, the out-of-sample score."""

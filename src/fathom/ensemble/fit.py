@@ -1,0 +1,193 @@
+"""Fit an experiment's ensemble on its out-of-fold predictions and predict the eval images with it.
+
+Strategies, each tuned on OOF rows only:
+  best single                  the member with the best MAP@20
+  equal weights                the plain mean of the members
+  tuned weights                greedy MAP@20 weights (fathom.ensemble.blend)
+  tuned weights + re-scoring   the same, then p(c) * p_super(parent(c))^b with b tuned
+
+Over-fitting guard (cross-fitting): for each fold k the strategy is tuned on the other folds' rows
+and applied to fold k's rows; the pooled result is its held-out MAP@20. The strategy with the best
+held-out score (the simpler one on ties) is then tuned on every OOF row and used for the eval images.
+The out-of-sample score is chosen with fathom.ensemble.osd_choice.
+
+Writes runs/<exp>/ensemble.json (the choice and every number behind it) and runs/<exp>/ensemble/
+{oof,test}.npz (held-out OOF scores of the chosen strategy; eval scores with the chosen osd).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fathom import constants as C
+from fathom.atomic import write_json
+from fathom.data.features import colour_stats_many
+from fathom.data.layout import Dataset
+from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
+from fathom.ensemble.members import Members, image_size_and_cache, load_members, train_labels
+from fathom.ensemble.osd_choice import Evidence, choose_osd, combined, single_scores
+from fathom.metric import map_at_k_from_probs, read_scoring_csv, scaled_auc, tokens
+from fathom.predictions import Predictions, run_dir
+from fathom.provenance import git_commit
+from fathom.train.data import ImageCache
+
+log = logging.getLogger(__name__)
+STRATEGIES = ("best single", "equal weights", "tuned weights", "tuned weights + re-scoring")
+
+
+@dataclass
+class Recipe:
+    strategy: str
+    weights: np.ndarray  # one per member, non-negative, sum 1
+    b: float  # super-category exponent (a = 1)
+
+    def apply(self, fine: np.ndarray, sup: np.ndarray, parent: np.ndarray) -> np.ndarray:
+        """Category scores from member stacks [M, N, 290] and [M, N, 20]."""
+        blended = blend(fine, self.weights)
+        return rescore(blended, blend(sup, self.weights), parent, self.b) if self.b else blended
+
+
+def tune_recipe(strategy: str, fine: np.ndarray, sup: np.ndarray, targets: np.ndarray, parent: np.ndarray) -> Recipe:
+    """`strategy` tuned on the given rows (member stacks [M, N, *], targets [N, 290])."""
+    n_members = len(fine)
+    if strategy == "best single":
+        weights = np.eye(n_members)[int(np.argmax([map_at_k_from_probs(f, targets) for f in fine]))]
+    elif strategy == "equal weights":
+        weights = np.full(n_members, 1.0 / n_members)
+    elif strategy in ("tuned weights", "tuned weights + re-scoring"):
+        weights = greedy_weights(fine, targets)
+    else:
+        raise ValueError(strategy)
+    b = 0.0
+    if strategy == "tuned weights + re-scoring":
+        b = tune_exponent(blend(fine, weights), blend(sup, weights), parent, targets)
+    return Recipe(strategy, weights, b)
+
+
+def cross_fit(members: Members, targets: np.ndarray, parent: np.ndarray, strategy: str) -> np.ndarray:
+    """Held-out scores [N, 290] of `strategy`: each fold's rows scored by a recipe tuned on the others."""
+    out = np.zeros(members.oof_fine.shape[1:])
+    for fold in members.folds:
+        tune, hold = members.fold_of != fold, members.fold_of == fold
+        recipe = tune_recipe(strategy, members.oof_fine[:, tune], members.oof_super[:, tune], targets[tune], parent)
+        out[hold] = recipe.apply(members.oof_fine[:, hold], members.oof_super[:, hold], parent)
+    return out
+
+
+def solution_labels(dataset: Dataset, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The demo's eval labels (multi-hot [E, 290], osd [E]) in `ids` order, or None without solution.csv."""
+    path = dataset.root / C.SOLUTION_CSV
+    if not path.is_file():
+        return None
+    solution = read_scoring_csv(path).set_index("id").loc[ids]
+    fine = np.zeros((len(ids), C.N_FINE), np.float32)
+    for row, cell in enumerate(solution["categories"]):
+        fine[row, dataset.categories.index_of(tokens(cell))] = 1
+    return fine, solution["osd"].to_numpy(float)
+
+
+def colour_features(dataset: Dataset, members: Members) -> dict[str, np.ndarray]:
+    """id -> colour statistics of every train and eval frame, read from the experiment's image cache."""
+    size, cache_dir = image_size_and_cache(members)
+    ids = np.concatenate([dataset.train["id"], dataset.eval["id"]]).astype(str)
+    paths = list(dataset.train["path"]) + list(dataset.eval["path"])
+    files = ImageCache(cache_dir, size).build(paths)
+    return dict(zip(ids, colour_stats_many([str(f) for f in files], cached=True)))
+
+
+def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, colour: dict[str, np.ndarray]):
+    """The two label-free osd measurements (see osd_choice), fold by fold."""
+    train_ids = dataset.train["id"].to_numpy().astype(str)
+    labels = members.targets(dataset)
+    eval_colour = np.stack([colour[i] for i in members.eval_ids])
+    held_out, shift, unseen_images = [], [], 0
+    for position, fold in enumerate(members.folds):
+        rows = members.fold_of == fold
+        valid_ids = members.oof_ids[rows]
+        train_part = np.setdiff1d(train_ids, valid_ids)
+        seen = train_labels(dataset, train_part).sum(0) > 0
+        reference = np.stack([colour[i] for i in train_part])
+        valid = Evidence(blend(members.oof_fine[:, rows], weights), blend(members.oof_super[:, rows], weights),
+                         members.oof_fine[:, rows], np.stack([colour[i] for i in valid_ids]), reference)
+        is_new = (labels[rows][:, ~seen] > 0).any(1).astype(float)
+        unseen_images += int(is_new.sum())
+        held_out.append((single_scores(valid), is_new))
+        test = Evidence(blend(members.test_fine[:, position], weights), blend(members.test_super[:, position], weights),
+                        members.test_fine[:, position], eval_colour, reference)
+        shift.append((single_scores(valid.join(test)), np.r_[np.zeros(rows.sum()), np.ones(len(eval_colour))]))
+    return held_out, shift, unseen_images
+
+
+def fit_ensemble(dataset: Dataset, runs: Path, exp: str) -> tuple[dict, Predictions]:
+    """Tune on OOF, write ensemble.json and ensemble/{oof,test}.npz; returns (record, eval predictions)."""
+    members = load_members(dataset, runs, exp)
+    targets, parent = members.targets(dataset), dataset.categories.parent
+    per_fold = {name: {str(k): map_at_k_from_probs(members.oof_fine[m][members.fold_of == k],
+                                                   targets[members.fold_of == k]) for k in members.folds}
+                for m, name in enumerate(members.names)}
+    pooled = {name: map_at_k_from_probs(members.oof_fine[m], targets) for m, name in enumerate(members.names)}
+    checked = len(members.folds) >= 2
+    if not checked:
+        log.warning("%s: one finished fold, so nothing can be checked on held-out folds; using equal weights", exp)
+    strategies, held_out_scores = {}, {}
+    for strategy in STRATEGIES:
+        recipe = tune_recipe(strategy, members.oof_fine, members.oof_super, targets, parent)
+        in_sample = recipe.apply(members.oof_fine, members.oof_super, parent)
+        held_out_scores[strategy] = cross_fit(members, targets, parent, strategy) if checked else in_sample
+        strategies[strategy] = {"held_out": map_at_k_from_probs(held_out_scores[strategy], targets) if checked
+                                else float("nan"),
+                                "in_sample": map_at_k_from_probs(in_sample, targets), "recipe": recipe}
+    chosen = (max(STRATEGIES, key=lambda s: (strategies[s]["held_out"], -STRATEGIES.index(s))) if checked
+              else "equal weights")
+    recipe = strategies[chosen]["recipe"]
+    colour = colour_features(dataset, members)
+    held_out, shift, unseen_images = osd_tasks(dataset, members, recipe.weights, colour)
+    osd_method, osd_table = choose_osd(held_out, shift)
+
+    test_fine, test_super = members.test_mean()
+    final = Evidence(blend(test_fine, recipe.weights), blend(test_super, recipe.weights), test_fine,
+                     np.stack([colour[i] for i in members.eval_ids]),
+                     np.stack([colour[i] for i in dataset.train["id"].astype(str)]))
+    test_scores = single_scores(final)
+    prediction = Predictions(members.eval_ids, recipe.apply(test_fine, test_super, parent), final.sup,
+                             combined(test_scores, osd_method))
+    record = {
+        "exp": exp, "git_commit": git_commit(), "members": members.names, "folds": members.folds,
+        "tta": members.tta,
+        "strategy": chosen, "weights": dict(zip(members.names, map(float, recipe.weights))),
+        "exponents": {"a": 1.0, "b": recipe.b},
+        "oof_map20": {"per_fold": per_fold, "pooled": pooled, "no_tta": tta_baseline(dataset, runs, exp, members),
+                      "ensemble_held_out_per_fold": {
+                          str(k): map_at_k_from_probs(held_out_scores[chosen][members.fold_of == k],
+                                                      targets[members.fold_of == k]) for k in members.folds}},
+        "strategies": {s: {k: v for k, v in row.items() if k != "recipe"} | {
+            "weights": dict(zip(members.names, map(float, row["recipe"].weights))), "b": row["recipe"].b}
+            for s, row in strategies.items()},
+        "osd": {"method": osd_method, "sauc": osd_table, "unseen_category_images": unseen_images},
+    }
+    solution = solution_labels(dataset, members.eval_ids)
+    if solution is not None:  # the demo: reported, never used to choose
+        for s, row in strategies.items():
+            row_scores = row["recipe"].apply(test_fine, test_super, parent)
+            record["strategies"][s]["demo_eval_map20"] = map_at_k_from_probs(row_scores, solution[0])
+        for name in osd_table:
+            osd_table[name]["demo_eval"] = scaled_auc(solution[1], combined(test_scores, name))
+    out = run_dir(runs, exp)
+    Predictions(members.oof_ids, held_out_scores[chosen], blend(members.oof_super, recipe.weights)).save(
+        out / "ensemble" / "oof.npz")
+    prediction.save(out / "ensemble" / "test.npz")
+    write_json(record, out / "ensemble.json")
+    return record, prediction
+
+
+def tta_baseline(dataset: Dataset, runs: Path, exp: str, members: Members) -> dict[str, float] | None:
+    """Each member's pooled OOF MAP@20 without TTA (None when the members already are without TTA)."""
+    if not members.tta:
+        return None
+    plain = load_members(dataset, runs, exp, tta=False)
+    targets = plain.targets(dataset)
+    return {name: map_at_k_from_probs(plain.oof_fine[m], targets) for m, name in enumerate(plain.names)}

@@ -1,0 +1,110 @@
+"""An experiment's models ("members") as aligned arrays, fold by fold.
+
+Every finished fold of every backbone holds its validation predictions (OOF rows) and its eval
+predictions; with `python -m fathom predict` they exist with TTA too (`*_tta.npz`), and then those are
+used. Only folds that every backbone finished are kept. Rows are aligned by id with a check: a member
+whose ids differ from the others' is an error naming its file, never a silent misalignment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fathom.data.labels import fine_multi_hot
+from fathom.data.layout import Dataset
+from fathom.errors import DataError
+from fathom.infer.tta import finished_folds, fold_config, fold_index
+from fathom.predictions import Predictions, run_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Members:
+    names: list[str]  # backbones
+    folds: list[int]
+    tta: bool  # True when every file used holds TTA predictions
+    oof_ids: np.ndarray  # [N] validation ids of every fold, fold by fold
+    fold_of: np.ndarray  # [N] the fold whose model predicted each OOF row
+    oof_fine: np.ndarray  # [M, N, 290]
+    oof_super: np.ndarray  # [M, N, 20]
+    eval_ids: np.ndarray  # [E]
+    test_fine: np.ndarray  # [M, F, E, 290] each fold's model on the eval images
+    test_super: np.ndarray  # [M, F, E, 20]
+    fold_dirs: dict[str, list[Path]]
+
+    def test_mean(self) -> tuple[np.ndarray, np.ndarray]:
+        """[M, E, *] eval probabilities averaged over folds."""
+        return self.test_fine.mean(1), self.test_super.mean(1)
+
+    def targets(self, dataset: Dataset) -> np.ndarray:
+        """[N, 290] multi-hot labels of the OOF rows."""
+        return train_labels(dataset, self.oof_ids)
+
+
+def train_labels(dataset: Dataset, ids: np.ndarray) -> np.ndarray:
+    """[len(ids), 290] multi-hot labels of training images."""
+    return fine_multi_hot(dataset.train.set_index("id")["categories"].loc[ids], dataset.categories)
+
+
+def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True) -> Members:
+    """Members of `exp` on the folds every backbone finished; TTA files when all of them exist and `tta`."""
+    by_backbone = finished_folds(runs, exp)
+    if not by_backbone:
+        raise DataError(run_dir(runs, exp), "no finished folds (done.json)", hint=f"train experiment {exp!r} first")
+    common = sorted(set.intersection(*(set(map(fold_index, dirs)) for dirs in by_backbone.values())))
+    if not common:
+        raise DataError(run_dir(runs, exp), "no fold was finished by every backbone",
+                        hint="train the missing folds or pass the backbones that share folds")
+    dirs = {b: [d for d in ds if fold_index(d) in common] for b, ds in by_backbone.items()}
+    for b, ds in by_backbone.items():
+        if len(ds) > len(common):
+            log.warning("%s: using folds %s only (the folds every backbone finished)", b, common)
+    use_tta = tta and all((d / f"{s}_tta.npz").is_file() for ds in dirs.values() for d in ds for s in ("oof", "test"))
+    if tta and not use_tta:
+        log.warning("%s: no TTA predictions for every fold (run `python -m fathom predict --exp %s`); "
+                    "using the predictions saved by training", exp, exp)
+    suffix = "_tta" if use_tta else ""
+    names = sorted(dirs)
+    eval_ids = dataset.eval["id"].to_numpy().astype(str)
+    oof_ids, fold_of, oof, test = [], [], {n: [] for n in names}, {n: [] for n in names}
+    for position, fold in enumerate(common):
+        ids = None
+        for name in names:
+            fold_dir = dirs[name][position]
+            part = aligned(fold_dir / f"oof{suffix}.npz", ids)
+            ids = part.ids
+            oof[name].append(part)
+            test[name].append(aligned(fold_dir / f"test{suffix}.npz", eval_ids))
+        oof_ids.append(ids)
+        fold_of.append(np.full(len(ids), fold))
+    return Members(
+        names=names, folds=common, tta=use_tta, oof_ids=np.concatenate(oof_ids), fold_of=np.concatenate(fold_of),
+        oof_fine=np.stack([np.vstack([p.fine for p in oof[n]]) for n in names]),
+        oof_super=np.stack([np.vstack([p.super for p in oof[n]]) for n in names]),
+        eval_ids=eval_ids,
+        test_fine=np.stack([np.stack([p.fine for p in test[n]]) for n in names]),
+        test_super=np.stack([np.stack([p.super for p in test[n]]) for n in names]),
+        fold_dirs=dirs)
+
+
+def aligned(path: Path, ids: np.ndarray | None) -> Predictions:
+    """The predictions in `path`, reordered to `ids` (when given); a different id set is an error."""
+    predictions = Predictions.load(path)
+    if ids is None:
+        return predictions
+    try:
+        return predictions.aligned_to(ids)
+    except ValueError:
+        raise DataError(path, f"its {len(predictions.ids)} ids differ from the other models' {len(ids)}",
+                        hint="all members must be predicted on the same folds and eval images") from None
+
+
+def image_size_and_cache(members: Members) -> tuple[int, str]:
+    """The image-cache settings of the experiment's first fold (for cheap colour statistics)."""
+    cfg = fold_config(next(iter(members.fold_dirs.values()))[0])
+    return cfg.image_size, cfg.cache_dir

@@ -1,0 +1,88 @@
+"""Choosing the out-of-sample score without test labels.
+
+Candidates: the single-model scores of `fathom.osd` on the blended probabilities (max_prob, entropy,
+energy, super), the disagreement between members, the colour novelty of the frame (Mahalanobis
+distance of its colour statistics from the training frames'), and the rank average of every pair of
+them ('max_prob+colour'): a content score (nothing here looks like a known species) and an appearance
+score (this water looks unlike the training dives) catch different kinds of shift.
+
+Two label-free measurements, each an sAUC averaged over folds (fold k's model scores the rows):
+- held_out_categories: fold k's validation images that hold a category its training part never
+  shows (new species) against the other validation images;
+- train_vs_test: the eval images against fold k's validation images. In-sample test frames come from
+  the training distribution, so they are indistinguishable from validation frames, and a score ranks
+  the out-of-sample test frames first exactly as far as it separates test from train: this sAUC is the
+  true one diluted by the in-sample share of the test set, not a different ranking.
+The method with the best mean of the two is chosen. The demo's eval solution, when present, is
+reported beside them but never used to choose.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from fathom.metric import scaled_auc
+from fathom.models.prior import colour_novelty
+from fathom.osd import SINGLE_MODEL, disagreement, rank_average
+
+CRITERIA = ("held_out_categories", "train_vs_test")
+
+
+@dataclass
+class Evidence:
+    """What the osd methods read about a set of images."""
+
+    fine: np.ndarray  # [N, 290] blended probabilities
+    sup: np.ndarray  # [N, 20]
+    member_fine: np.ndarray  # [M, N, 290] each member's probabilities
+    colour: np.ndarray  # [N, 6] colour statistics of the frames
+    colour_reference: np.ndarray  # [R, 6] the training frames' colour statistics
+
+    def join(self, other: "Evidence") -> "Evidence":
+        """Rows of both (the colour reference of `self`)."""
+        return Evidence(np.vstack([self.fine, other.fine]), np.vstack([self.sup, other.sup]),
+                        np.concatenate([self.member_fine, other.member_fine], axis=1),
+                        np.vstack([self.colour, other.colour]), self.colour_reference)
+
+
+def single_scores(evidence: Evidence) -> dict[str, np.ndarray]:
+    """Every single method's score (higher = more likely out-of-sample)."""
+    scores = {name: method(evidence.fine, evidence.sup) for name, method in SINGLE_MODEL.items()}
+    if len(evidence.member_fine) >= 2:
+        scores["disagreement"] = disagreement(evidence.member_fine)
+    scores["colour"] = colour_novelty(evidence.colour_reference, evidence.colour)
+    return scores
+
+
+def combined(scores: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The score called `name`: a single method, or 'a+b', the rank average of two."""
+    if name in scores:
+        return scores[name]
+    return rank_average([scores[part] for part in name.split("+")])
+
+
+def mean_sauc(tasks: list[tuple[dict[str, np.ndarray], np.ndarray]], name: str) -> float:
+    """Mean sAUC of method `name` over tasks (scores, is_out_of_sample) that hold both classes."""
+    values = [scaled_auc(labels, combined(scores, name)) for scores, labels in tasks if 0 < labels.sum() < len(labels)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def choose_osd(held_out: list[tuple[dict, np.ndarray]], shift: list[tuple[dict, np.ndarray]]) -> tuple[str, dict]:
+    """(chosen method, {method: {criterion: sAUC, 'mean': ...}}) over the singles and their pairs.
+
+    Ties go to the earlier candidate (singles before pairs)."""
+    singles = list(held_out[0][0]) if held_out else list(shift[0][0])
+    names = singles + [f"{a}+{b}" for a, b in itertools.combinations(singles, 2)]
+    table = {name: measure(name, held_out, shift) for name in names}
+    chosen = max(names, key=lambda n: (np.nan_to_num(table[n]["mean"], nan=-np.inf), -names.index(n)))
+    return chosen, table
+
+
+def measure(name: str, held_out: list, shift: list) -> dict[str, float]:
+    row = {"held_out_categories": mean_sauc(held_out, name), "train_vs_test": mean_sauc(shift, name)}
+    values = [v for v in row.values() if v == v]
+    row["mean"] = float(np.mean(values)) if values else float("nan")
+    return row

@@ -1,0 +1,130 @@
+"""Re-predict an experiment's finished folds with test-time augmentation.
+
+Each fold's best checkpoint predicts its validation images (the OOF rows) and the eval images under
+every view: the mirrored frame when `tta_hflip`, and each scale in `tta_scales` (a multiple of the
+training image size, read from its own image cache). Views are averaged after the sigmoid. The fold's
+resolved `config.yaml` supplies the architecture, image size, batch size and precision it trained with;
+`key=value` overrides change only the views (or batch size / workers).
+
+runs/<exp>/<backbone>/fold_<k>/oof_tta.npz, test_tta.npz   one fold, views averaged
+runs/<exp>/tta/oof/<backbone>.npz                          the validation rows of every finished fold
+runs/<exp>/tta/test/<backbone>.npz                         eval rows averaged over folds
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fathom.atomic import write_json
+from fathom.config import TrainConfig, load_config
+from fathom.constants import N_FINE, N_SUPER
+from fathom.data.layout import Dataset
+from fathom.errors import DataError
+from fathom.models.net import FathomNet
+from fathom.predictions import Predictions, concat, mean_of, run_dir
+from fathom.train.checkpoint import load_checkpoint
+from fathom.train.data import FrameDataset, ImageCache, eval_transform, make_loader
+from fathom.train.loop import predict
+from fathom.train.precision import Precision
+
+log = logging.getLogger(__name__)
+OVERRIDABLE = {"tta_hflip", "tta_scales", "batch_size", "workers", "cache_dir"}
+
+
+def finished_folds(runs: Path, exp: str) -> dict[str, list[Path]]:
+    """backbone -> its fold folders that finished training (done.json), in fold order."""
+    found: dict[str, list[Path]] = {}
+    for done in sorted(run_dir(runs, exp).glob("*/fold_*/done.json"), key=lambda p: (p.parent.parent.name,
+                                                                                      fold_index(p.parent))):
+        found.setdefault(done.parent.parent.name, []).append(done.parent)
+    return found
+
+
+def fold_index(fold_dir: Path) -> int:
+    return int(fold_dir.name.removeprefix("fold_"))
+
+
+def view_names(cfg: TrainConfig) -> list[str]:
+    """The TTA views a config asks for, e.g. ['1x', '1x+hflip']."""
+    flips = ["", "+hflip"] if cfg.tta_hflip else [""]
+    return [f"{scale:g}x{flip}" for scale in cfg.tta_scales for flip in flips]
+
+
+def fold_config(fold_dir: Path, overrides: list[str] = ()) -> TrainConfig:
+    for item in overrides:
+        if item.partition("=")[0] not in OVERRIDABLE:
+            raise DataError("command line", f"{item!r}: prediction may only change {', '.join(sorted(OVERRIDABLE))}",
+                            hint="other settings are fixed by how the fold was trained")
+    return load_config(str(fold_dir / "config.yaml"), list(overrides))
+
+
+class FoldPredictor:
+    """One fold's best checkpoint, ready to predict any images of the dataset under the TTA views."""
+
+    def __init__(self, fold_dir: Path, overrides: list[str] = (), device: torch.device | None = None):
+        self.fold_dir, self.cfg = fold_dir, fold_config(fold_dir, overrides)
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        cfg = self.cfg
+        self.model = FathomNet(fold_dir.parent.name, pretrained=False, drop_rate=cfg.drop_rate,
+                               model_kwargs=cfg.model_kwargs)
+        self.model.load_state_dict(load_checkpoint(fold_dir / "best.pt", self.device)["model"])
+        self.model.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.precision = Precision.decide(cfg.amp, self.device)
+
+    def predict(self, paths: list[str]) -> dict[str, np.ndarray]:
+        """{fine, super} probabilities of the images at `paths`, averaged over the views."""
+        cfg, data = self.cfg, self.model.data_config()
+        n, outs = len(paths), []
+        for scale in cfg.tta_scales:
+            size = max(8, round(cfg.image_size * scale))
+            files = ImageCache(cfg.cache_dir, size).build(paths, workers=max(2, cfg.workers * 2))
+            dataset = FrameDataset(files, np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32),
+                                   eval_transform(size, data["mean"], data["std"]))
+            loader = make_loader(dataset, cfg.batch_size, False, cfg.workers, self.device)
+            outs.append(predict(self.model, loader, self.precision, cfg.channels_last, hflip=cfg.tta_hflip))
+        return {head: np.mean([o[head] for o in outs], 0) for head in ("fine", "super")}
+
+
+def predict_fold(fold_dir: Path, path_of: dict[str, str], overrides: list[str] = ()) -> dict[str, Predictions]:
+    """TTA predictions of one fold's validation rows and eval rows (the ids its training run predicted)."""
+    predictor = FoldPredictor(fold_dir, overrides)
+    out = {}
+    for name in ("oof", "test"):
+        ids = Predictions.load(fold_dir / f"{name}.npz").ids
+        missing = [i for i in ids if i not in path_of]
+        if missing:
+            raise DataError(fold_dir / f"{name}.npz", f"{len(missing)} ids are not in the dataset (e.g. {missing[0]})",
+                            hint="predict with the data folder the experiment was trained on")
+        probs = predictor.predict([path_of[i] for i in ids])
+        out[name] = Predictions(ids, probs["fine"], probs["super"], 1.0 - probs["fine"].max(1))
+        out[name].save(fold_dir / f"{name}_tta.npz")
+    return out
+
+
+def predict_experiment(dataset: Dataset, runs: Path, exp: str, overrides: list[str] = ()) -> dict[str, list[str]]:
+    """TTA for every finished fold of every backbone; returns {backbone: views}."""
+    folds = finished_folds(runs, exp)
+    if not folds:
+        raise DataError(run_dir(runs, exp), "no finished folds (done.json)", hint=f"train experiment {exp!r} first")
+    path_of = {**dict(zip(dataset.train["id"], dataset.train["path"])),
+               **dict(zip(dataset.eval["id"], dataset.eval["path"]))}
+    used = {}
+    for backbone, dirs in folds.items():
+        parts = []
+        for fold_dir in dirs:
+            log.info("%s %s: predicting with TTA", backbone, fold_dir.name)
+            parts.append(predict_fold(fold_dir, path_of, overrides))
+        oof = concat([p["oof"] for p in parts])
+        test = mean_of([p["test"] for p in parts], parts[0]["test"].ids)
+        test.osd = 1.0 - test.fine.max(1)
+        oof.save(run_dir(runs, exp) / "tta" / "oof" / f"{backbone}.npz")
+        test.save(run_dir(runs, exp) / "tta" / "test" / f"{backbone}.npz")
+        used[backbone] = view_names(fold_config(dirs[0], overrides))
+    write_json(used, run_dir(runs, exp) / "tta" / "views.json")
+    return used
