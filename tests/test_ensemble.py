@@ -1,0 +1,109 @@
+"""Weight search, super-category re-scoring and the osd choice on constructed cases."""
+
+import numpy as np
+import pytest
+
+from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
+from fathom.ensemble.osd_choice import Evidence, choose_osd, combined, single_scores
+from fathom.metric import map_at_k_from_probs
+
+
+def complementary_members(n=200, c=30, seed=0):
+    """A knows the first true class of every row, B the second; C is noise. Only a mix ranks both first."""
+    rng = np.random.default_rng(seed)
+    targets = np.zeros((n, c))
+    pairs = np.array([rng.choice(c, 2, replace=False) for _ in range(n)])
+    targets[np.arange(n), pairs[:, 0]] = targets[np.arange(n), pairs[:, 1]] = 1
+    base = rng.uniform(0, 0.4, size=(3, n, c))
+    a, b, noise = base
+    a[np.arange(n), pairs[:, 0]] = 0.9  # A: sure of the first class, blind to the second
+    b[np.arange(n), pairs[:, 1]] = 0.9
+    return np.stack([a, b, noise]), targets
+
+
+def test_greedy_weights_find_the_known_best_mix():
+    stack, targets = complementary_members()
+    weights = greedy_weights(stack, targets)
+    assert weights.sum() == pytest.approx(1) and (weights >= 0).all()
+    assert weights[2] == 0  # the noise member never helps
+    assert weights[0] == pytest.approx(0.5) and weights[1] == pytest.approx(0.5)
+    assert map_at_k_from_probs(blend(stack, weights), targets) == pytest.approx(1.0)
+    assert max(map_at_k_from_probs(m, targets) for m in stack) < 0.9
+
+
+def test_greedy_weights_give_nothing_to_members_that_add_nothing():
+    stack, targets = complementary_members()
+    stack[1], stack[2] = stack[0] ** 2, stack[0] * 0.5  # the same ranking as A: no mix is better than A alone
+    assert np.allclose(greedy_weights(stack, targets), [1, 0, 0])
+
+
+def test_blend_refuses_bad_weights():
+    stack = np.ones((2, 3, 4))
+    for weights in ([0.7, 0.7], [1.5, -0.5], [1.0]):
+        with pytest.raises(ValueError, match="non-negative"):
+            blend(stack, np.array(weights))
+
+
+def test_rescore_multiplies_by_the_parent_super_probability():
+    fine = np.array([[0.5, 0.4, 0.3]])
+    sup = np.array([[0.1, 0.8]])
+    parent = np.array([0, 1, 1])
+    assert np.allclose(rescore(fine, sup, parent, b=1.0), [[0.05, 0.32, 0.24]])
+    assert np.allclose(rescore(fine, sup, parent, b=0.0), fine)
+    # MAP@20 only sees the ranking, which depends on b / a alone
+    rng = np.random.default_rng(1)
+    fine, sup, parent = rng.uniform(size=(50, 290)), rng.uniform(size=(50, 20)), rng.integers(0, 20, 290)
+    assert (np.argsort(rescore(fine, sup, parent, b=1.0, a=2.0), 1) ==
+            np.argsort(rescore(fine, sup, parent, b=0.5), 1)).all()
+
+
+def test_tune_exponent_uses_an_informative_super_head_and_ignores_a_useless_one():
+    rng = np.random.default_rng(2)
+    n, parent = 300, np.repeat(np.arange(20), 15)[:290]
+    truth = rng.integers(0, 290, n)
+    targets = np.zeros((n, 290))
+    targets[np.arange(n), truth] = 1
+    fine = rng.uniform(0, 1, (n, 290))
+    fine[np.arange(n), truth] += 0.3  # the fine head is weak ...
+    informative = np.full((n, 20), 0.05)
+    informative[np.arange(n), parent[truth]] = 0.95  # ... the super head knows the family
+    assert tune_exponent(fine, informative, parent, targets) > 0
+    before = map_at_k_from_probs(fine, targets)
+    assert map_at_k_from_probs(rescore(fine, informative, parent, 1.0), targets) > before + 0.1
+    assert tune_exponent(fine, np.full((n, 20), 0.5), parent, targets) == 0.0  # flat: ties go to b = 0
+
+
+def evidence(n, rng, confident, bright):
+    """n images: confident ones have one high class; bright ones have unusual colour statistics."""
+    fine = rng.uniform(0, 0.2, (n, 290))
+    fine[:, 0] = np.where(confident, 0.95, 0.1)
+    colour = rng.normal(size=(n, 6)) + np.where(bright, 6.0, 0.0)[:, None]
+    return Evidence(fine, rng.uniform(0, 1, (n, 20)), np.stack([fine, fine * 0.9]), colour,
+                    rng.normal(size=(100, 6)))
+
+
+def test_single_scores_cover_every_method():
+    rng = np.random.default_rng(3)
+    scores = single_scores(evidence(40, rng, np.ones(40, bool), np.zeros(40, bool)))
+    assert set(scores) == {"max_prob", "entropy", "energy", "super", "disagreement", "colour"}
+    assert all(s.shape == (40,) and np.isfinite(s).all() for s in scores.values())
+    one_member = evidence(40, rng, np.ones(40, bool), np.zeros(40, bool))
+    one_member.member_fine = one_member.member_fine[:1]
+    assert "disagreement" not in single_scores(one_member)
+
+
+def test_choose_osd_prefers_the_pair_when_each_criterion_needs_a_different_signal():
+    rng = np.random.default_rng(4)
+    # held-out categories: the new-species images are the unconfident ones (colour says nothing)
+    new = np.arange(60) < 15
+    held_out = [(single_scores(evidence(60, rng, ~new, np.zeros(60, bool))), new.astype(float))]
+    # train vs test: the test images look different (colour) and are also a little less confident
+    is_test = np.arange(80) >= 40
+    shift = [(single_scores(evidence(80, rng, ~(is_test & (np.arange(80) % 2 == 0)), is_test)), is_test.astype(float))]
+    chosen, table = choose_osd(held_out, shift)
+    assert table["max_prob"]["held_out_categories"] == pytest.approx(1.0)
+    assert table["colour"]["train_vs_test"] == pytest.approx(1.0)
+    assert "+" in chosen and "colour" in chosen.split("+")
+    assert table[chosen]["mean"] == max(row["mean"] for row in table.values())
+    assert np.allclose(combined(held_out[0][0], "max_prob+colour"),
+                       combined(held_out[0][0], "colour+max_prob"))

@@ -1,0 +1,124 @@
+"""TTA prediction, then the ensemble, submission and report end to end on a tiny trained experiment."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fathom.config import TrainConfig
+from fathom.data.layout import load_dataset
+from fathom.errors import DataError
+from fathom.folds import make_folds
+from fathom.infer.tta import predict_experiment
+from fathom.models.net import FathomNet
+from fathom.predictions import Predictions
+from fathom.report import write_report
+from fathom.submission import validate_submission_file
+from fathom.submit import submit
+from fathom.train.loop import predict
+from fathom.train.precision import Precision
+from fathom.train.run import train
+
+
+def batches(images):
+    zeros = torch.zeros(len(images), 1)
+    return [(images, zeros, zeros)]
+
+
+def test_hflip_tta_shapes_and_invariance_on_a_mirror_symmetric_frame():
+    torch.manual_seed(0)
+    model = FathomNet("resnet18").eval()
+    precision = Precision.decide("fp32", torch.device("cpu"))
+    half = torch.rand(3, 3, 32, 16)
+    symmetric = torch.cat([half, torch.flip(half, dims=[3])], dim=3)
+    plain = predict(model, batches(symmetric), precision, channels_last=False)
+    flipped = predict(model, batches(symmetric), precision, channels_last=False, hflip=True)
+    assert plain["fine"].shape == (3, 290) and plain["super"].shape == (3, 20)
+    assert np.allclose(plain["fine"], flipped["fine"], atol=1e-6)
+    # on any frame, the TTA output is the mean of the frame's and its mirror's probabilities (after sigmoid)
+    frame = torch.rand(2, 3, 32, 32)
+    both = predict(model, batches(frame), precision, channels_last=False, hflip=True)
+    mirror = predict(model, batches(torch.flip(frame, dims=[3])), precision, channels_last=False)
+    alone = predict(model, batches(frame), precision, channels_last=False)
+    assert np.allclose(both["fine"], (alone["fine"] + mirror["fine"]) / 2, atol=1e-6)
+    assert np.allclose(both["super"], (alone["super"] + mirror["super"]) / 2, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained(demo_dir, tmp_path_factory):
+    """Two backbones x two folds of 3, one epoch at 32 px: an experiment to predict, ensemble and report."""
+    root = tmp_path_factory.mktemp("inference")
+    dataset = load_dataset(demo_dir)
+    folds = make_folds(dataset.train, dataset.categories, n_folds=3, seed=0)
+    cfg = TrainConfig(name="tiny", backbones=["resnet18", "resnet10t"], pretrained=False, image_size=32, folds=[0, 1],
+                      epochs=1, batch_size=16, lr=1e-3, warmup_epochs=0.5, workers=0,
+                      cache_dir=str(root / "cache"), seed=3)
+    train(cfg, dataset, folds, root / "runs")
+    return dataset, root
+
+
+def test_predict_without_views_reproduces_the_training_predictions(trained):
+    dataset, root = trained
+    predict_experiment(dataset, root / "runs", "tiny", ["tta_hflip=false"])
+    fold = root / "runs" / "tiny" / "resnet18" / "fold_1"
+    for name in ("oof", "test"):
+        again, saved = Predictions.load(fold / f"{name}_tta.npz"), Predictions.load(fold / f"{name}.npz")
+        assert list(again.ids) == list(saved.ids)
+        assert np.allclose(again.fine, saved.fine, atol=1e-5) and np.allclose(again.super, saved.super, atol=1e-5)
+
+
+def test_tta_ensemble_submission_and_report_end_to_end(trained, tmp_path):
+    dataset, root = trained
+    runs = root / "runs"
+    views = predict_experiment(dataset, runs, "tiny", ["tta_scales=[1.0,1.5]"])
+    assert views["resnet18"] == ["1x", "1x+hflip", "1.5x", "1.5x+hflip"]
+    oof = Predictions.load(runs / "tiny" / "tta" / "oof" / "resnet10t.npz")
+    test = Predictions.load(runs / "tiny" / "tta" / "test" / "resnet10t.npz")
+    validation = [Predictions.load(runs / "tiny" / "resnet10t" / f"fold_{k}" / "oof.npz").ids for k in (0, 1)]
+    assert len(oof.ids) == len(set(oof.ids)) and set(oof.ids) == set(np.concatenate(validation))
+    assert list(test.ids) == list(dataset.eval["id"])
+
+    record = submit(dataset, runs, "tiny", tmp_path / "subs", "tiny")
+    assert record["tta"] is True and record["members"] == ["resnet10t", "resnet18"]
+    assert sum(record["weights"].values()) == pytest.approx(1.0) and min(record["weights"].values()) >= 0
+    assert record["exponents"]["a"] == 1.0 and record["exponents"]["b"] >= 0
+    assert record["strategy"] in record["strategies"]
+    for row in record["strategies"].values():
+        assert 0 <= row["held_out"] <= 1 and 0 <= row["in_sample"] <= 1 and "demo_eval_map20" in row
+    best_single = record["strategies"]["best single"]["held_out"]
+    assert record["strategies"][record["strategy"]]["held_out"] >= best_single
+    assert record["osd"]["method"] in record["osd"]["sauc"] and "eval_score" in record and record["git_commit"]
+    assert json.loads((runs / "tiny" / "ensemble.json").read_text())["weights"] == record["weights"]
+    validate_submission_file(tmp_path / "subs" / "submission.csv", dataset.eval["id"], dataset.categories.ids)
+    sub = pd.read_csv(tmp_path / "subs" / "tiny.csv")
+    assert sub["osd"].nunique() > 1
+
+    report = write_report(dataset, runs, "tiny").read_text()
+    assert "held-out MAP@20" in report and f"Chosen: **{record['osd']['method']}**" in report
+    assert "TTA gain" in report and "fold 1" in report
+    for png in ("report_ap_vs_frequency.png", "report_oof_by_backbone.png"):
+        assert (runs / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_members_with_different_ids_are_refused(trained, tmp_path):
+    import shutil
+
+    dataset, root = trained
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs" / "tiny", runs / "tiny")
+    for suffix in ("", "_tta"):
+        path = runs / "tiny" / "resnet18" / "fold_0" / f"oof{suffix}.npz"
+        if path.is_file():
+            p = Predictions.load(path)
+            dataclasses.replace(p, ids=np.r_[p.ids[:-1], ["someone-else"]]).save(path)
+    with pytest.raises(DataError, match="fold_0/oof.*ids differ"):
+        submit(dataset, runs, "tiny", tmp_path / "subs", "tiny")
+
+
+def test_predict_refuses_overrides_that_would_change_the_trained_model(trained):
+    dataset, root = trained
+    with pytest.raises(DataError, match="prediction may only change"):
+        predict_experiment(dataset, root / "runs", "tiny", ["image_size=64"])
