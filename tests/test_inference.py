@@ -122,3 +122,38 @@ def test_predict_refuses_overrides_that_would_change_the_trained_model(trained):
     dataset, root = trained
     with pytest.raises(DataError, match="prediction may only change"):
         predict_experiment(dataset, root / "runs", "tiny", ["image_size=64"])
+
+
+def test_tta_files_older_than_the_training_are_not_used(trained, tmp_path):
+    import os
+    import shutil
+
+    from fathom.ensemble.members import load_members
+
+    dataset, root = trained
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs" / "tiny", runs / "tiny")
+    predict_experiment(dataset, runs, "tiny", ["tta_hflip=false"])
+    assert load_members(dataset, runs, "tiny").tta
+    done = runs / "tiny" / "resnet18" / "fold_1" / "done.json"
+    later = (runs / "tiny" / "resnet18" / "fold_1" / "oof_tta.npz").stat().st_mtime_ns + 10**9
+    os.utime(done, ns=(later, later))  # the fold was retrained after its TTA predictions
+    assert not load_members(dataset, runs, "tiny").tta
+
+
+def test_cli_predict_submit_report_print_the_choice(trained, tmp_path, capsys):
+    import shutil
+
+    from fathom.cli import main
+
+    dataset, root = trained
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs" / "tiny", runs / "tiny")
+    common = ["--data", str(dataset.root), "--exp", "tiny", "--runs", str(runs)]
+    assert main(["predict", *common, "workers=0"]) == 0
+    assert main(["submit", *common, "--out", str(tmp_path / "subs")]) == 0
+    assert main(["report", *common]) == 0
+    out = capsys.readouterr().out
+    assert "TTA views 1x, 1x+hflip" in out and "held out (best single" in out and "osd = " in out
+    assert "demo eval score" in out and (tmp_path / "subs" / "submission.csv").is_file()
+    assert f"wrote {runs / 'tiny' / 'report.md'}" in out

@@ -84,3 +84,16 @@ def prediction_path(runs: str | Path, exp: str, split: str, model: str) -> Path:
     if split not in ("oof", "test"):
         raise ValueError(split)
     return run_dir(runs, exp) / split / f"{model}.npz"
+
+
+def finished_folds(runs: Path, exp: str) -> dict[str, list[Path]]:
+    """backbone -> its fold folders that finished training (done.json), in fold order."""
+    found: dict[str, list[Path]] = {}
+    for done in sorted(run_dir(runs, exp).glob("*/fold_*/done.json"), key=lambda p: (p.parent.parent.name,
+                                                                                      fold_index(p.parent))):
+        found.setdefault(done.parent.parent.name, []).append(done.parent)
+    return found
+
+
+def fold_index(fold_dir: Path) -> int:
+    return int(fold_dir.name.removeprefix("fold_"))

@@ -13,9 +13,8 @@ from fathom import constants as C
 from fathom.atomic import write_json
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
-from fathom.infer.tta import finished_folds
 from fathom.metric import as_json_numbers, read_scoring_csv, score_frames
-from fathom.predictions import Predictions, mean_of, run_dir
+from fathom.predictions import Predictions, finished_folds, mean_of, run_dir
 from fathom.provenance import git_commit
 from fathom.submission import make_submission, write_submission
 

@@ -17,8 +17,8 @@ import numpy as np
 from fathom.data.labels import fine_multi_hot
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
-from fathom.infer.tta import finished_folds, fold_config, fold_index
-from fathom.predictions import Predictions, run_dir
+from fathom.infer.tta import fold_config
+from fathom.predictions import Predictions, finished_folds, fold_index, run_dir
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,10 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True) -> Me
     for b, ds in by_backbone.items():
         if len(ds) > len(common):
             log.warning("%s: using folds %s only (the folds every backbone finished)", b, common)
-    use_tta = tta and all((d / f"{s}_tta.npz").is_file() for ds in dirs.values() for d in ds for s in ("oof", "test"))
+    use_tta = tta and all(has_fresh_tta(d) for ds in dirs.values() for d in ds)
     if tta and not use_tta:
-        log.warning("%s: no TTA predictions for every fold (run `python -m fathom predict --exp %s`); "
-                    "using the predictions saved by training", exp, exp)
+        log.warning("%s: not every fold has TTA predictions newer than its training (run `python -m fathom "
+                    "predict --exp %s`); using the predictions saved by training", exp, exp)
     suffix = "_tta" if use_tta else ""
     names = sorted(dirs)
     eval_ids = dataset.eval["id"].to_numpy().astype(str)
@@ -90,6 +90,14 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True) -> Me
         test_fine=np.stack([np.stack([p.fine for p in test[n]]) for n in names]),
         test_super=np.stack([np.stack([p.super for p in test[n]]) for n in names]),
         fold_dirs=dirs)
+
+
+def has_fresh_tta(fold_dir: Path) -> bool:
+    """TTA files exist and were written after the fold last finished training (a retrained fold's old
+    TTA predictions come from a model that no longer exists)."""
+    finished = (fold_dir / "done.json").stat().st_mtime_ns
+    files = [fold_dir / f"{split}_tta.npz" for split in ("oof", "test")]
+    return all(f.is_file() and f.stat().st_mtime_ns >= finished for f in files)
 
 
 def aligned(path: Path, ids: np.ndarray | None) -> Predictions:

@@ -25,7 +25,7 @@ from fathom.constants import N_FINE, N_SUPER
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.models.net import FathomNet
-from fathom.predictions import Predictions, concat, mean_of, run_dir
+from fathom.predictions import Predictions, concat, finished_folds, mean_of, run_dir
 from fathom.train.checkpoint import load_checkpoint
 from fathom.train.data import FrameDataset, ImageCache, eval_transform, make_loader
 from fathom.train.loop import predict
@@ -33,19 +33,6 @@ from fathom.train.precision import Precision
 
 log = logging.getLogger(__name__)
 OVERRIDABLE = {"tta_hflip", "tta_scales", "batch_size", "workers", "cache_dir"}
-
-
-def finished_folds(runs: Path, exp: str) -> dict[str, list[Path]]:
-    """backbone -> its fold folders that finished training (done.json), in fold order."""
-    found: dict[str, list[Path]] = {}
-    for done in sorted(run_dir(runs, exp).glob("*/fold_*/done.json"), key=lambda p: (p.parent.parent.name,
-                                                                                      fold_index(p.parent))):
-        found.setdefault(done.parent.parent.name, []).append(done.parent)
-    return found
-
-
-def fold_index(fold_dir: Path) -> int:
-    return int(fold_dir.name.removeprefix("fold_"))
 
 
 def view_names(cfg: TrainConfig) -> list[str]:
