@@ -107,3 +107,34 @@ def test_choose_osd_prefers_the_pair_when_each_criterion_needs_a_different_signa
     assert table[chosen]["mean"] == max(row["mean"] for row in table.values())
     assert np.allclose(combined(held_out[0][0], "max_prob+colour"),
                        combined(held_out[0][0], "colour+max_prob"))
+
+
+def members_of(stack, sup, folds):
+    from fathom.ensemble.members import Members
+
+    n = stack.shape[1]
+    return Members(names=[f"m{i}" for i in range(len(stack))], folds=sorted(set(folds)), tta=False,
+                   oof_ids=np.array([f"id{i}" for i in range(n)]), fold_of=np.asarray(folds), oof_fine=stack,
+                   oof_super=sup, eval_ids=np.array([]), test_fine=np.zeros((len(stack), 1, 0, stack.shape[2])),
+                   test_super=np.zeros((len(stack), 1, 0, 20)), fold_dirs={})
+
+
+def test_cross_fitting_checks_each_fold_with_a_recipe_tuned_on_the_others():
+    from fathom.ensemble.fit import compare_strategies
+
+    stack, targets = complementary_members(c=290)
+    sup = np.full((3, stack.shape[1], 20), 0.5)
+    members = members_of(stack, sup, np.arange(stack.shape[1]) % 2)
+    table, held_out, chosen = compare_strategies(members, targets, np.arange(290) % 20, "t")
+    assert table["tuned weights"]["held_out"] == pytest.approx(1.0)  # the mix generalises to the other fold
+    assert table["best single"]["held_out"] < 0.9 and chosen == "tuned weights"  # simpler than + re-scoring on ties
+    assert held_out["tuned weights"].shape == stack.shape[1:]
+
+
+def test_one_fold_cannot_be_checked_so_equal_weights_are_used():
+    from fathom.ensemble.fit import compare_strategies
+
+    stack, targets = complementary_members(c=290)
+    members = members_of(stack, np.full((3, stack.shape[1], 20), 0.5), np.zeros(stack.shape[1], int))
+    table, _, chosen = compare_strategies(members, targets, np.arange(290) % 20, "t")
+    assert chosen == "equal weights" and np.isnan(table["tuned weights"]["held_out"])

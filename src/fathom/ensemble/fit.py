@@ -122,14 +122,8 @@ def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, colour: d
     return held_out, shift, unseen_images
 
 
-def fit_ensemble(dataset: Dataset, runs: Path, exp: str) -> tuple[dict, Predictions]:
-    """Tune on OOF, write ensemble.json and ensemble/{oof,test}.npz; returns (record, eval predictions)."""
-    members = load_members(dataset, runs, exp)
-    targets, parent = members.targets(dataset), dataset.categories.parent
-    per_fold = {name: {str(k): map_at_k_from_probs(members.oof_fine[m][members.fold_of == k],
-                                                   targets[members.fold_of == k]) for k in members.folds}
-                for m, name in enumerate(members.names)}
-    pooled = {name: map_at_k_from_probs(members.oof_fine[m], targets) for m, name in enumerate(members.names)}
+def compare_strategies(members: Members, targets: np.ndarray, parent: np.ndarray, exp: str):
+    """Every strategy tuned on all OOF rows and cross-fitted; returns (table, held-out scores, chosen)."""
     checked = len(members.folds) >= 2
     if not checked:
         log.warning("%s: one finished fold, so nothing can be checked on held-out folds; using equal weights", exp)
@@ -143,6 +137,18 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str) -> tuple[dict, Predicti
                                 "in_sample": map_at_k_from_probs(in_sample, targets), "recipe": recipe}
     chosen = (max(STRATEGIES, key=lambda s: (strategies[s]["held_out"], -STRATEGIES.index(s))) if checked
               else "equal weights")
+    return strategies, held_out_scores, chosen
+
+
+def fit_ensemble(dataset: Dataset, runs: Path, exp: str) -> tuple[dict, Predictions]:
+    """Tune on OOF, write ensemble.json and ensemble/{oof,test}.npz; returns (record, eval predictions)."""
+    members = load_members(dataset, runs, exp)
+    targets, parent = members.targets(dataset), dataset.categories.parent
+    per_fold = {name: {str(k): map_at_k_from_probs(members.oof_fine[m][members.fold_of == k],
+                                                   targets[members.fold_of == k]) for k in members.folds}
+                for m, name in enumerate(members.names)}
+    pooled = {name: map_at_k_from_probs(members.oof_fine[m], targets) for m, name in enumerate(members.names)}
+    strategies, held_out_scores, chosen = compare_strategies(members, targets, parent, exp)
     recipe = strategies[chosen]["recipe"]
     colour = colour_features(dataset, members)
     held_out, shift, unseen_images = osd_tasks(dataset, members, recipe.weights, colour)
