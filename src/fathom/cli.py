@@ -37,6 +37,18 @@ def cmd_demo_data(args) -> int:
     return 0
 
 
+def cmd_download(args) -> int:
+    from fathom.data.download import FAILURES_CSV, Settings, check_settings, download
+
+    out = args.out or args.coco.resolve().parent.parent / "images"
+    settings = check_settings(Settings(workers=args.workers, timeout=args.timeout, attempts=args.attempts,
+                                       backoff=args.backoff, max_bytes=args.max_mb * 2**20))
+    listed, failures = download(args.coco, out, settings)
+    print(f"{out}: {listed - len(failures)} of {listed} images complete; {len(failures)} failed" +
+          (f" (listed in {out / FAILURES_CSV}; run the same command again to retry them)" if len(failures) else ""))
+    return 1 if len(failures) else 0
+
+
 def cmd_folds(args) -> int:
     from fathom.folds import make_folds, summarize, write_folds
 
@@ -154,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("download", help="fetch every image of a COCO file from its coco_url (resumable)")
+    p.add_argument("--coco", type=Path, required=True, help="e.g. DIR/object_detection/train.json")
+    p.add_argument("--out", type=Path, default=None, help="image folder (default: DIR/images)")
+    p.add_argument("--workers", type=int, default=16, help="concurrent downloads")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--attempts", type=int, default=4, help="tries per image (exponential backoff)")
+    p.add_argument("--backoff", type=float, default=1.0, help="seconds before the first retry")
+    p.add_argument("--max-mb", type=int, default=64, help="largest response accepted, MiB")
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("folds", help="build multilabel stratified folds (labels only, no images needed)")
     add_data_args(p, images=False)
