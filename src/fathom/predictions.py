@@ -76,6 +76,15 @@ def concat(parts: list[Predictions]) -> Predictions:
     return Predictions(ids, np.vstack([p.fine for p in parts]), np.vstack([p.super for p in parts]), osd)
 
 
+def combine_folds(parts: list[dict[str, Predictions]]) -> tuple[Predictions, Predictions]:
+    """(every fold's validation rows stacked, the eval rows averaged over folds); the eval osd is
+    1 - max fine probability of that mean, not the mean of each fold's osd."""
+    oof = concat([p["oof"] for p in parts])
+    test = mean_of([p["test"] for p in parts], parts[0]["test"].ids)
+    test.osd = 1.0 - test.fine.max(1)
+    return oof, test
+
+
 def run_dir(runs: str | Path, exp: str) -> Path:
     return Path(runs) / exp
 
@@ -92,6 +101,14 @@ def finished_folds(runs: Path, exp: str) -> dict[str, list[Path]]:
     for done in sorted(run_dir(runs, exp).glob("*/fold_*/done.json"), key=lambda p: (p.parent.parent.name,
                                                                                       fold_index(p.parent))):
         found.setdefault(done.parent.parent.name, []).append(done.parent)
+    return found
+
+
+def require_finished_folds(runs: Path, exp: str) -> dict[str, list[Path]]:
+    """finished_folds, or an error saying to train first."""
+    found = finished_folds(runs, exp)
+    if not found:
+        raise DataError(run_dir(runs, exp), "no finished folds (done.json)", hint=f"train experiment {exp!r} first")
     return found
 
 

@@ -18,7 +18,7 @@ from fathom.data.labels import fine_multi_hot
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.infer.tta import fold_config
-from fathom.predictions import Predictions, finished_folds, fold_index, run_dir
+from fathom.predictions import Predictions, fold_index, require_finished_folds, run_dir
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ def train_labels(dataset: Dataset, ids: np.ndarray) -> np.ndarray:
 
 def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True) -> Members:
     """Members of `exp` on the folds every backbone finished; TTA files when all of them exist and `tta`."""
-    by_backbone = finished_folds(runs, exp)
-    if not by_backbone:
-        raise DataError(run_dir(runs, exp), "no finished folds (done.json)", hint=f"train experiment {exp!r} first")
+    by_backbone = require_finished_folds(runs, exp)
     common = sorted(set.intersection(*(set(map(fold_index, dirs)) for dirs in by_backbone.values())))
     if not common:
         raise DataError(run_dir(runs, exp), "no fold was finished by every backbone",

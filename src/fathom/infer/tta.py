@@ -25,7 +25,7 @@ from fathom.constants import N_FINE, N_SUPER
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.models.net import FathomNet
-from fathom.predictions import Predictions, concat, finished_folds, mean_of, run_dir
+from fathom.predictions import Predictions, combine_folds, require_finished_folds, run_dir
 from fathom.train.checkpoint import load_checkpoint
 from fathom.train.data import FrameDataset, ImageCache, eval_transform, make_loader
 from fathom.train.loop import predict
@@ -96,9 +96,7 @@ def predict_fold(fold_dir: Path, path_of: dict[str, str], overrides: list[str] =
 
 def predict_experiment(dataset: Dataset, runs: Path, exp: str, overrides: list[str] = ()) -> dict[str, list[str]]:
     """TTA for every finished fold of every backbone; returns {backbone: views}."""
-    folds = finished_folds(runs, exp)
-    if not folds:
-        raise DataError(run_dir(runs, exp), "no finished folds (done.json)", hint=f"train experiment {exp!r} first")
+    folds = require_finished_folds(runs, exp)
     path_of = {**dict(zip(dataset.train["id"], dataset.train["path"])),
                **dict(zip(dataset.eval["id"], dataset.eval["path"]))}
     used = {}
@@ -107,9 +105,7 @@ def predict_experiment(dataset: Dataset, runs: Path, exp: str, overrides: list[s
         for fold_dir in dirs:
             log.info("%s %s: predicting with TTA", backbone, fold_dir.name)
             parts.append(predict_fold(fold_dir, path_of, overrides))
-        oof = concat([p["oof"] for p in parts])
-        test = mean_of([p["test"] for p in parts], parts[0]["test"].ids)
-        test.osd = 1.0 - test.fine.max(1)
+        oof, test = combine_folds(parts)
         oof.save(run_dir(runs, exp) / "tta" / "oof" / f"{backbone}.npz")
         test.save(run_dir(runs, exp) / "tta" / "test" / f"{backbone}.npz")
         used[backbone] = view_names(fold_config(dirs[0], overrides))

@@ -36,7 +36,7 @@ from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.metric import map_at_k_from_probs
 from fathom.models.net import FathomNet
-from fathom.predictions import Predictions, concat, mean_of, prediction_path, run_dir
+from fathom.predictions import Predictions, combine_folds, prediction_path, run_dir
 from fathom.provenance import git_commit
 from fathom.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fathom.train.data import FrameDataset, ImageCache, eval_transform, make_loader, train_transform
@@ -305,9 +305,7 @@ def frequency_prior_map20(dataset: Dataset, folds: pd.DataFrame, ids: np.ndarray
 
 def assemble(cfg: TrainConfig, dataset: Dataset, runs: Path, backbone: str, parts: list[dict]) -> float:
     """Write runs/<exp>/oof/<backbone>.npz and test/<backbone>.npz; returns the OOF MAP@20."""
-    oof = concat([p["oof"] for p in parts])
-    test = mean_of([p["test"] for p in parts], parts[0]["test"].ids)
-    test.osd = 1.0 - test.fine.max(1)  # of the fold mean, not the mean of each fold's osd
+    oof, test = combine_folds(parts)
     oof.save(prediction_path(runs, cfg.name, "oof", backbone))
     test.save(prediction_path(runs, cfg.name, "test", backbone))
     labels = dataset.train.set_index("id").loc[oof.ids, "categories"]
