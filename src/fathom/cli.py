@@ -29,6 +29,18 @@ def load(args, check_images: bool = True):
                         allow_missing_images=getattr(args, "allow_missing_images", False))
 
 
+def cmd_bundle(args) -> int:
+    from fathom.bundle import KAGGLE_LACKS, build_bundle
+    from fathom.config import load_config
+
+    backbones = load_config(args.config).backbones if args.weights or args.weights_from else []
+    manifest = build_bundle(args.out, backbones, args.weights_from, args.runs, args.checkpoints,
+                            KAGGLE_LACKS if args.wheel is None else args.wheel, args.pip_arg, args.dataset_id)
+    print(f"wrote {args.out}: wheels {', '.join(manifest['wheels'])}; weights {', '.join(manifest['weights']) or '-'}"
+          f"; run {manifest['run']['exp'] if manifest['run'] else '-'} (upload it as a Kaggle dataset: see its README)")
+    return 0
+
+
 def cmd_demo_data(args) -> int:
     from fathom.demo.make import make_demo
 
@@ -177,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=int, default=64, help="largest response accepted, MiB")
     p.set_defaults(func=cmd_download)
 
+    p = sub.add_parser("bundle", help="build the folder to upload as a Kaggle dataset (code, wheels, weights)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--config", default="full", help="whose backbones' weights to include (default: %(default)s)")
+    p.add_argument("--weights", action="store_true", help="include ImageNet weights (downloads them via timm)")
+    p.add_argument("--weights-from", type=Path, default=None,
+                   help="include ImageNet weights from this folder (<backbone>.safetensors/.pth) instead")
+    p.add_argument("--checkpoints", metavar="EXP", default=None, help="include this experiment's trained folds")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("--wheel", action="append", default=None, metavar="PKG",
+                   help="a package Kaggle lacks (repeatable; default: iterative-stratification)")
+    p.add_argument("--pip-arg", action="append", default=[], metavar="ARG",
+                   help="passed to pip download, e.g. --pip-arg=--index-url=URL (repeatable)")
+    p.add_argument("--dataset-id", default="YOUR_KAGGLE_USERNAME/fathom-bundle", help="for dataset-metadata.json")
+    p.set_defaults(func=cmd_bundle)
+
     p = sub.add_parser("folds", help="build multilabel stratified folds (labels only, no images needed)")
     add_data_args(p, images=False)
     p.add_argument("--n-folds", type=int, default=5)
@@ -234,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=paths.submissions_dir())
     p.set_defaults(func=cmd_submit)
     return parser
+
+
+def run_command(*args) -> None:
+    """Run one `python -m fathom` command in this process (notebooks); raises when it fails."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as err:  # argparse: a usage error, already printed
+        code = err.code
+    if code:
+        raise FathomError(f"`python -m fathom {' '.join(map(str, args))}` failed (exit {code}); see the error above")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,105 @@
+"""`python -m fathom bundle`: contents, refusals, atomic rebuild, and how notebooks consume it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fathom.bundle import build_bundle, read_manifest, restore_run, weight_overrides
+from fathom.errors import DataError, FathomError
+
+
+def fake_run(runs: Path, exp: str = "e") -> Path:
+    """A run folder as training leaves it: one finished fold, one unfinished, resume state, a TTA file."""
+    for fold, done in (("fold_0", True), ("fold_1", False)):
+        d = runs / exp / "resnet18" / fold
+        d.mkdir(parents=True)
+        for name in ("best.pt", "last.pt", "config.yaml", "oof.npz", "test.npz", "oof_tta.npz"):
+            (d / name).write_text(name)
+        if done:
+            (d / "done.json").write_text("{}")
+    (runs / exp / "summary.json").write_text("{}")
+    return runs / exp
+
+
+def test_bundle_holds_wheels_source_weights_and_finished_folds(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    (tmp_path / "hub").mkdir()
+    save_file(timm.create_model("resnet18", num_classes=0).state_dict(), str(tmp_path / "hub" / "resnet18.safetensors"))
+    fake_run(tmp_path / "runs")
+    out = tmp_path / "b"
+    manifest = build_bundle(out, ["resnet18"], tmp_path / "hub", tmp_path / "runs", "e", extra_wheels=[])
+    assert manifest == read_manifest(out) and manifest["run"] == {"exp": "e", "folds": {"resnet18": ["fold_0"]}}
+    assert [p.name for p in (out / "wheels").glob("*.whl")] == ["fathom-0.1.0-py3-none-any.whl"]
+    assert (out / "wheels" / "requirements.txt").read_text().split() == ["fathom"]
+    assert (out / "src" / "fathom" / "bundle.py").is_file() and not list(out.rglob("__pycache__"))
+    fold = out / "runs" / "e" / "resnet18"
+    assert sorted(p.name for p in (fold / "fold_0").iterdir()) == [
+        "best.pt", "config.yaml", "done.json", "oof.npz", "oof_tta.npz", "test.npz"]  # no last.pt
+    assert not (fold / "fold_1").exists()  # unfinished folds stay out
+    assert json.loads((out / "dataset-metadata.json").read_text())["id"].endswith("/fathom-bundle")
+    assert "pip install --no-index" in (out / "README.md").read_text()
+    [override] = weight_overrides(out)
+    assert override == "weights=" + json.dumps({"resnet18": str((out / "weights" / "resnet18.safetensors").resolve())})
+    assert not list(tmp_path.glob(".b.*"))  # no build folder left beside it
+
+
+def test_extra_wheels_come_from_pip_download(tmp_path):
+    first = tmp_path / "first"
+    build_bundle(first, extra_wheels=[])
+    # the only index reachable offline: a folder holding a wheel (here fathom's own, under its name)
+    build_bundle(tmp_path / "b", extra_wheels=["fathom"], pip_args=["--no-index", "--find-links", str(first / "wheels")])
+    assert (tmp_path / "b" / "wheels" / "requirements.txt").read_text().split() == ["fathom", "fathom"]
+    with pytest.raises(FathomError, match="downloading wheels of no-such-package"):
+        build_bundle(tmp_path / "c", extra_wheels=["no-such-package"], pip_args=["--no-index"])
+    assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.*"))
+
+
+def test_weights_that_do_not_fit_are_refused_when_bundling(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    (tmp_path / "hub").mkdir()
+    save_file(timm.create_model("resnet34", num_classes=0).state_dict(), str(tmp_path / "hub" / "resnet18.safetensors"))
+    with pytest.raises(DataError, match="do not fit backbone 'resnet18'"):
+        build_bundle(tmp_path / "b", ["resnet18"], tmp_path / "hub", extra_wheels=[])
+    with pytest.raises(DataError, match="no weights file for backbone 'densenet121'"):
+        build_bundle(tmp_path / "b", ["densenet121"], tmp_path / "hub", extra_wheels=[])
+    assert not (tmp_path / "b").exists()
+
+
+def test_rebuild_replaces_a_bundle_but_never_another_folder(tmp_path):
+    out = tmp_path / "b"
+    build_bundle(out, extra_wheels=[])
+    (out / "stale.txt").write_text("from the old bundle")
+    build_bundle(out, extra_wheels=[])
+    assert not (out / "stale.txt").exists() and (out / "bundle.json").is_file()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(DataError, match="not a bundle"):
+        build_bundle(tmp_path / "mine", extra_wheels=[])
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_restore_run_links_checkpoints_and_copies_the_rest(tmp_path):
+    source = fake_run(tmp_path / "input" / "runs")
+    dest = restore_run(source, tmp_path / "work" / "runs")
+    fold = dest / "resnet18" / "fold_0"
+    assert dest == tmp_path / "work" / "runs" / "e" and (fold / "best.pt").is_symlink()
+    assert not (fold / "oof_tta.npz").is_symlink() and (fold / "oof_tta.npz").read_text() == "oof_tta.npz"
+    assert (fold / "oof_tta.npz").stat().st_mtime == (source / "resnet18" / "fold_0" / "oof_tta.npz").stat().st_mtime
+    (fold / "oof_tta.npz").write_text("re-predicted")
+    restore_run(source, tmp_path / "work" / "runs")  # a rerun of the notebook starts again from the input
+    assert (fold / "oof_tta.npz").read_text() == "oof_tta.npz"
+    assert (source / "resnet18" / "fold_0" / "oof_tta.npz").read_text() == "oof_tta.npz"
+    with pytest.raises(DataError, match="no finished folds"):
+        restore_run(tmp_path / "input" / "runs" / "nothing", tmp_path / "work" / "runs")
+
+
+def test_a_folder_without_manifest_is_named(tmp_path):
+    with pytest.raises(DataError, match="not a fathom bundle"):
+        weight_overrides(tmp_path)

@@ -1,0 +1,107 @@
+"""The three notebooks run end to end on small demo data (nbclient), with their parameters injected
+the way papermill does: a cell of assignments right after the cell tagged `parameters`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+
+from conftest import REPO
+
+NOTEBOOKS = REPO / "notebooks"
+
+
+def execute(name: str, cwd: Path, **params) -> nbformat.NotebookNode:
+    book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    at = next(n for n, cell in enumerate(book.cells) if "parameters" in cell.metadata.get("tags", []))
+    book.cells.insert(at + 1, nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in params.items())))
+    NotebookClient(book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    return book
+
+
+def outputs(book, kind: str) -> list:
+    return [o for cell in book.cells if cell.cell_type == "code" for o in cell.outputs if kind in o.get("data", {})]
+
+
+def text_of(book) -> str:
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                   for cell in book.cells if cell.cell_type == "code" for o in cell.outputs)
+
+
+def test_notebooks_hold_no_pipeline_logic():
+    """Thin notebooks: no function or class definitions, no loops over data; the package does the work."""
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        book = nbformat.read(path, as_version=4)
+        nbformat.validate(book)
+        code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
+        assert "def " not in code and "class " not in code and "for " not in code, path.name
+        assert all(not c.get("outputs") for c in book.cells if c.cell_type == "code"), f"{path.name}: clear outputs"
+        assert sum("parameters" in c.metadata.get("tags", []) for c in book.cells) == 1, path.name
+
+
+def test_eda_notebook_on_demo(demo_dir, tmp_path):
+    book = execute("01_eda", tmp_path, DATA=str(demo_dir), IMAGES=None)
+    assert len(outputs(book, "image/png")) == 4  # long tail, super-categories, box sizes, samples
+    text = text_of(book)
+    assert "categories_in_train" in text and "median_box_side_px" in text
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """A bundle with fathom's wheel and resnet18 'ImageNet' weights (random init: nothing is downloaded)."""
+    import timm
+    from safetensors.torch import save_file
+
+    from fathom.bundle import build_bundle
+
+    root = tmp_path_factory.mktemp("bundle")
+    (root / "hub").mkdir()
+    save_file(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(),
+              str(root / "hub" / "resnet18.safetensors"))
+    build_bundle(root / "fathom-bundle", ["resnet18"], weights_from=root / "hub", extra_wheels=[])
+    return root / "fathom-bundle"
+
+
+def test_bundle_installs_offline_into_a_bare_environment(bundle, tmp_path):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", tmp_path / "venv"], check=True)
+    site = next((tmp_path / "venv" / "lib").glob("python*/site-packages"))
+    wheels = bundle / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--find-links",
+                    wheels, "-r", wheels / "requirements.txt", "--target", site], check=True)
+    run = subprocess.run([tmp_path / "venv" / "bin" / "python", "-c",
+                          "import importlib.resources as r, fathom; "
+                          "print(fathom.__file__, sorted(p.name for p in r.files('fathom.configs').iterdir()))"],
+                         capture_output=True, text=True, check=True)
+    assert str(site) in run.stdout and "'full.yaml'" in run.stdout
+
+
+def test_train_then_inference_notebooks_from_a_bundle(demo_dir, bundle, tmp_path):
+    from fathom.config import load_config
+    from fathom.data.layout import load_dataset
+    from fathom.submission import validate_submission_file
+
+    tiny = ["backbones=[resnet18]", "image_size=32", "epochs=1", "batch_size=16", "folds=[0,1]", "by_backbone={}",
+            "workers=0", "tta_hflip=true"]
+    train = execute("02_train_kaggle", tmp_path, DATA=str(demo_dir), IMAGES=None, BUNDLE=str(bundle),
+                    WORK=str(tmp_path / "train"), CONFIG="demo", OVERRIDES=tiny, BACKBONE=None)
+    run = tmp_path / "train" / "runs" / "demo"
+    fold_cfg = load_config(str(run / "resnet18" / "fold_0" / "config.yaml"))
+    assert fold_cfg.weights == {"resnet18": str((bundle / "weights" / "resnet18.safetensors").resolve())}
+    assert (tmp_path / "train" / "submission.csv").is_file() and "OOF MAP@20" in text_of(train)
+
+    ds = load_dataset(demo_dir, check_images=False)
+    execute("03_inference_kaggle", tmp_path, DATA=str(demo_dir), IMAGES=None, BUNDLE=str(bundle), RUN=str(run),
+            WORK=str(tmp_path / "infer"), TTA=["tta_hflip=false"])
+    submission = tmp_path / "infer" / "submission.csv"
+    validate_submission_file(submission, ds.eval["id"], ds.categories.ids)
+    assert (tmp_path / "infer" / "runs" / "demo" / "resnet18" / "fold_0" / "best.pt").is_symlink()
+    views = (tmp_path / "infer" / "runs" / "demo" / "tta" / "views.json").read_text()
+    assert "hflip" not in views  # the inference notebook's own TTA settings were used
+    assert not (run / "tta" / "views.json").read_text() == views
+    assert pd.read_csv(submission)["categories"].str.split().map(len).eq(20).all()
