@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import sys
@@ -27,6 +28,27 @@ def load(args, check_images: bool = True):
 
     return load_dataset(args.data, getattr(args, "images", None), check_images=check_images,
                         allow_missing_images=getattr(args, "allow_missing_images", False))
+
+
+def cmd_bench_speed(args) -> int:
+    from fathom.atomic import write_json
+    from fathom.bench.speed import run_speed_bench, training_peak_rss
+    from fathom.bench.tables import speed_tables
+    from fathom.config import load_config
+    from fathom.provenance import git_commit
+
+    cfg = load_config(args.config)
+    result = run_speed_bench(load(args), cfg, args.backbones or cfg.backbones, args.sizes, args.n_images,
+                             args.repeats, args.compile)
+    if args.rss_folds:
+        result["peak_rss_mib"] = {b: training_peak_rss(args.data, args.rss_folds, args.config, b, ["epochs=1"])
+                                  for b in args.backbones or cfg.backbones}
+    result.update(command="python -m fathom " + " ".join(sys.argv[1:]), git_commit=git_commit(),
+                  date=datetime.date.today().isoformat())
+    if args.out:
+        write_json(result, args.out)
+    print(speed_tables(result))
+    return 0
 
 
 def cmd_bundle(args) -> int:
@@ -188,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backoff", type=float, default=1.0, help="seconds before the first retry")
     p.add_argument("--max-mb", type=int, default=64, help="largest response accepted, MiB")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("bench", help="benchmarks: `bench speed` (throughput, FLOP/s, memory)")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    p = bench.add_parser("speed", help="model step, loader and epoch throughput, ours vs naive, GFLOP/s, peak RSS")
+    add_data_args(p)
+    p.add_argument("--config", default="demo", help="whose backbones and per-backbone settings (default: %(default)s)")
+    p.add_argument("--backbones", nargs="+", default=None)
+    p.add_argument("--sizes", nargs="+", type=int, default=[64, 224])
+    p.add_argument("--n-images", type=int, default=128, help="images per loader / epoch measurement")
+    p.add_argument("--repeats", type=int, default=3, help="timed batches per model-step measurement")
+    p.add_argument("--compile", action="store_true", help="add a torch.compile variant")
+    p.add_argument("--rss-folds", type=Path, default=None, help="also measure peak RSS of one-fold training runs")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    p.set_defaults(func=cmd_bench_speed)
 
     p = sub.add_parser("bundle", help="build the folder to upload as a Kaggle dataset (code, wheels, weights)")
     p.add_argument("--out", type=Path, required=True)

@@ -1,0 +1,34 @@
+"""Markdown tables of benchmark results (BENCHMARKS.md is assembled from them)."""
+
+from __future__ import annotations
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def cell(v) -> str:
+        return f"{v:.3g}" if isinstance(v, float) and abs(v) < 10 else (f"{v:.0f}" if isinstance(v, float) else str(v))
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def speed_tables(result: dict) -> str:
+    """The speed benchmark as three tables: model step variants, pipelines, peak memory."""
+    peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["matmul_peak_gflop_s"].items())
+    out = [f"Machine: {result['machine']}; device {result['device']}; measured matmul peak: {peaks}.", "",
+           "Model step alone (batch in memory; train = forward + loss + backward + AdamW):", "",
+           markdown_table(["backbone", "px", "variant", "train img/s", "infer img/s", "train GFLOP/s", "of peak"],
+                          [[r["backbone"], r["size"], s["variant"], s["train_img_s"], s["infer_img_s"],
+                            s["train_gflop_s"], f"{s['train_peak_share']:.0%}"]
+                           for r in result["rows"] for s in r["steps"]]), "",
+           "Pipelines (a training epoch over the same images, loader workers as configured):", "",
+           markdown_table(["backbone", "px", "loader ours img/s", "loader naive img/s", "epoch ours img/s (variant)",
+                           "epoch naive img/s", "ours / naive", "loader / step", "cache build s"],
+                          [[r["backbone"], r["size"], r["loader_ours_img_s"], r["loader_naive_img_s"],
+                            f"{r['epoch_ours_img_s']:.0f} ({r['ours_variant']})", r["epoch_naive_img_s"],
+                            f"{r['speedup']:.2f}x", f"{r['loader_over_step']:.2f}x", r["cache_build_s"]]
+                           for r in result["rows"]])]
+    if result.get("peak_rss_mib"):
+        out += ["", "Peak memory of a one-fold training run (child process RSS):", "",
+                markdown_table(["backbone", "peak RSS MiB"], [[b, v] for b, v in result["peak_rss_mib"].items()])]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,41 @@
+"""The speed benchmark runs end to end at a tiny size and reports every number its tables need
+(the numbers themselves live in BENCHMARKS.md, never in assertions about speed)."""
+
+import torch
+
+from fathom.bench.speed import NaiveFrames, Variant, forward_flops, run_speed_bench, variants
+from fathom.bench.tables import speed_tables
+from fathom.config import load_config
+from fathom.data.layout import load_dataset
+from fathom.models.net import FathomNet
+
+
+def test_speed_bench_tiny(demo_dir):
+    cfg = load_config("demo", ["batch_size=8", "workers=0"])
+    result = run_speed_bench(load_dataset(demo_dir), cfg, ["resnet18"], [32], n_images=16, repeats=1,
+                             compile_too=False, device=torch.device("cpu"))
+    [row] = result["rows"]
+    assert [s["variant"] for s in row["steps"]] == ["fp32", "fp32 CL", "bf16 CL"]
+    numbers = [row[k] for k in ("loader_ours_img_s", "loader_naive_img_s", "epoch_ours_img_s", "epoch_naive_img_s")]
+    assert all(v > 0 for v in numbers) and row["ours_variant"] == "bf16 CL"  # the demo config's resnet18 setting
+    assert row["speedup"] == row["epoch_ours_img_s"] / row["epoch_naive_img_s"]
+    assert set(result["matmul_peak_gflop_s"]) == {"fp32", "bf16"}
+    tables = speed_tables(result)
+    assert tables.count("| resnet18 | 32 |") == 4 and "ours / naive" in tables
+
+
+def test_flops_match_resnet18_reference():
+    # timm's resnet18 at 224 px: 1.82 GMACs = 3.64 GFLOPs (the heads add ~0.3 MFLOP)
+    assert abs(forward_flops(FathomNet("resnet18"), 224) / 1e9 - 3.64) < 0.05
+
+
+def test_naive_loader_decodes_full_frames(demo_dir):
+    ds = load_dataset(demo_dir)
+    image, fine, sup = NaiveFrames(list(ds.train["path"][:2]), 48, (0.5,) * 3, (0.5,) * 3)[0]
+    assert image.shape == (3, 48, 48) and fine.shape == (290,) and sup.shape == (20,)
+
+
+def test_cuda_variants_add_fp16_and_bf16():
+    names = [v.name for v in variants(torch.device("cuda"), compile_too=True)]
+    assert names == ["fp32", "fp32 CL", "fp16 CL", "bf16 CL", "fp16 CL compiled"]
+    assert Variant("bf16", True).name == "bf16 CL"
