@@ -100,6 +100,20 @@ def test_restore_run_links_checkpoints_and_copies_the_rest(tmp_path):
         restore_run(tmp_path / "input" / "runs" / "nothing", tmp_path / "work" / "runs")
 
 
+def test_restore_run_merges_sessions_of_one_experiment(tmp_path):
+    first = fake_run(tmp_path / "session1" / "runs")
+    second = tmp_path / "session2" / "runs" / "e"
+    (second / "densenet121" / "fold_0").mkdir(parents=True)
+    (second / "densenet121" / "fold_0" / "done.json").write_text("{}")
+    dest = restore_run([first, second], tmp_path / "work" / "runs")
+    assert (dest / "resnet18" / "fold_0" / "done.json").is_file() and (dest / "densenet121" / "fold_0").is_dir()
+    with pytest.raises(DataError, match="resnet18/fold_0 is also in"):
+        restore_run([first, first], tmp_path / "other")
+    (tmp_path / "s3" / "runs" / "f" / "resnet18" / "fold_0").mkdir(parents=True)
+    with pytest.raises(DataError, match="different experiments"):
+        restore_run([first, tmp_path / "s3" / "runs" / "f"], tmp_path / "other")
+
+
 def test_a_folder_without_manifest_is_named(tmp_path):
     with pytest.raises(DataError, match="not a fathom bundle"):
         weight_overrides(tmp_path)

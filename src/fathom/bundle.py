@@ -187,12 +187,24 @@ def weight_overrides(bundle: Path) -> list[str]:
     return ["weights=" + json.dumps({b: str((Path(bundle) / rel).resolve()) for b, rel in weights.items()})]
 
 
-def restore_run(source: Path, runs: Path) -> Path:
-    """Copy a trained run folder (`.../runs/<exp>`, read-only under /kaggle/input) to `runs/<exp>`, where
-    prediction can write. Checkpoints are linked, not copied: they are only read."""
-    source = Path(source)
-    require_finished_folds(source.parent, source.name)
-    dest = Path(runs) / source.name
+def restore_run(sources: Path | list[Path], runs: Path) -> Path:
+    """Copy trained run folders (`.../runs/<exp>`, read-only under /kaggle/input) into `runs/<exp>`, where
+    prediction can write. Several sources of one experiment merge, e.g. one training session per
+    backbone; a fold found in two of them is refused. Checkpoints are linked, not copied: only read."""
+    sources = [Path(s) for s in (sources if isinstance(sources, (list, tuple)) else [sources])]
+    names = {s.name for s in sources}
+    if len(names) != 1:
+        raise DataError(sources[0], f"run folders of different experiments: {sorted(names)}",
+                        hint="pass the runs/<exp> folders of one experiment")
+    owner: dict[str, Path] = {}
+    for source in sources:
+        for backbone, dirs in require_finished_folds(source.parent, source.name).items():
+            for fold in dirs:
+                key = f"{backbone}/{fold.name}"
+                if key in owner:
+                    raise DataError(fold, f"{key} is also in {owner[key]}", hint="keep one copy of each fold")
+                owner[key] = source
+    dest = Path(runs) / sources[0].name
 
     def copy(src: str, dst: str) -> None:
         if os.path.lexists(dst):
@@ -202,5 +214,6 @@ def restore_run(source: Path, runs: Path) -> Path:
         else:
             shutil.copy2(src, dst)  # keeps mtimes: TTA files stay newer than their fold's done.json
 
-    shutil.copytree(source, dest, copy_function=copy, dirs_exist_ok=True)
+    for source in sources:
+        shutil.copytree(source, dest, copy_function=copy, dirs_exist_ok=True)
     return dest
