@@ -180,17 +180,30 @@ def epoch_throughput(backbone: str, loader: DataLoader, variant: Variant, device
     return stats["train_images_per_s"]
 
 
+def peak_rss_mib(pid: int) -> float | None:
+    """VmHWM of a running process: the high-water mark of its own memory since exec. (A child's
+    ru_maxrss is useless here: Linux carries the parent's mark over fork and exec.)"""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), None)
+
+
 def training_peak_rss(data: Path, folds: Path, config: str, backbone: str, overrides: list[str]) -> float:
-    """Peak resident memory (MiB) of `python -m fathom train` for one backbone and one fold, in a child."""
+    """Peak resident memory (MiB) of `python -m fathom train` for one backbone and one fold, in a child
+    polled every 0.1 s (the high-water mark only rises, so the last reading is the peak up to its exit)."""
     with tempfile.TemporaryDirectory() as runs:
         proc = subprocess.Popen([sys.executable, "-m", "fathom", "train", "--data", str(data), "--folds", str(folds),
                                  "--config", config, "--backbone", backbone, "--fold", "0", "--runs", runs,
                                  *overrides], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, peak_rss_mib(proc.pid) or 0.0)
+            time.sleep(0.1)
         if proc.returncode:
             raise RuntimeError(f"training {backbone} failed: {proc.stderr.read().decode()[-500:]}")
-    return usage.ru_maxrss / 1024  # Linux: KiB
+    return peak
 
 
 def machine() -> dict:
