@@ -38,11 +38,11 @@ def cmd_bench_speed(args) -> int:
     from fathom.provenance import git_commit
 
     cfg = load_config(args.config)
-    result = run_speed_bench(load(args), cfg, args.backbones or cfg.backbones, args.sizes, args.n_images,
-                             args.repeats, args.compile)
+    backbones = args.backbones or cfg.backbones
+    result = run_speed_bench(load(args), cfg, backbones, args.sizes, args.n_images, args.repeats, args.compile)
     if args.rss_folds:
         result["peak_rss_mib"] = {b: training_peak_rss(args.data, args.rss_folds, args.config, b, ["epochs=1"])
-                                  for b in args.backbones or cfg.backbones}
+                                  for b in backbones}
     result.update(command="python -m fathom " + " ".join(sys.argv[1:]), git_commit=git_commit(),
                   date=datetime.date.today().isoformat())
     if args.out:

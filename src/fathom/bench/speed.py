@@ -212,17 +212,13 @@ def machine() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def backbone_settings(cfg: TrainConfig, backbone: str) -> TrainConfig:
-    """The config's own settings for a backbone (its `by_backbone` precision and model_kwargs)."""
-    return cfg.for_backbone(backbone) if backbone in cfg.by_backbone or backbone in cfg.backbones else cfg
-
-
 def bench_backbone(backbone: str, size: int, cfg: TrainConfig, paths: list[str], batch: int, repeats: int,
                    device: torch.device, compile_too: bool, peaks: dict[str, float]) -> dict:
     """Every measurement of one backbone at one image size (see the module docstring)."""
-    own = backbone_settings(cfg, backbone)
+    own = cfg.for_backbone(backbone)  # its by_backbone precision and model_kwargs, as training uses them
     kwargs = own.model_kwargs
-    flops = forward_flops(FathomNet(backbone, pretrained=False, model_kwargs=kwargs), size)
+    reference = FathomNet(backbone, pretrained=False, model_kwargs=kwargs)
+    flops, data = forward_flops(reference, size), reference.data_config()
     steps = []
     for variant in variants(device, compile_too):
         train = step_throughput(backbone, size, batch, variant, device, True, repeats, kwargs)
@@ -230,13 +226,11 @@ def bench_backbone(backbone: str, size: int, cfg: TrainConfig, paths: list[str],
         peak = peaks["fp32" if variant.amp == "fp32" else variant.amp]
         steps.append({"variant": variant.name, "train_img_s": train, "infer_img_s": infer,
                       "train_gflop_s": 3 * flops * train / 1e9, "train_peak_share": 3 * flops * train / 1e9 / peak})
-    data = FathomNet(backbone, pretrained=False, model_kwargs=kwargs).data_config()
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         pair = loaders(paths, size, batch, own.workers, Path(cache), device, data["mean"], data["std"])
         cache_s = time.perf_counter() - start
-        ours_variant = Variant(own.amp if own.amp != "auto" else ("fp16" if device.type == "cuda" else "fp32"),
-                               own.channels_last)
+        ours_variant = Variant(Precision.decide(own.amp, device).name, own.channels_last)
         row = {"backbone": backbone, "size": size, "batch": batch, "images": len(paths), "workers": own.workers,
                "forward_gflop": flops / 1e9, "steps": steps, "cache_build_s": cache_s,
                "loader_ours_img_s": loader_throughput(pair["ours"]),
