@@ -125,8 +125,8 @@ def show_samples(ds: Dataset, boxes: pd.DataFrame, n: int = 6, seed: int = 0):
     rows = on_disk.sample(min(n, len(on_disk)), random_state=seed)
     names = dict(zip(ds.categories.table["id"], ds.categories.table["name"]))
     cols = min(3, len(rows))
-    fig, axes = plt.subplots(-(-len(rows) // cols), cols, figsize=(4 * cols, 2.6 * -(-len(rows) // cols)),
-                             squeeze=False)
+    n_rows = -(-len(rows) // cols)  # ceiling division
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4 * cols, 2.6 * n_rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (_, row) in zip(axes.flat, rows.iterrows()):
