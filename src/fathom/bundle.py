@@ -55,8 +55,8 @@ def add_wheels(dest: Path, extra: list[str], pip_args: list[str]) -> list[str]:
     """fathom's wheel (no dependencies: Kaggle has them) and the `extra` packages' wheels (no deps)."""
     dest.mkdir(parents=True)
     root, staging = source_checkout(), dest.parent / "fathom-source"
+    staging.mkdir()
     for name in ("pyproject.toml", "README.md"):  # built from a copy: setuptools leaves build/ where it builds
-        (staging / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / name, staging / name)
     shutil.copytree(root / "src", staging / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     pip(["wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dest), str(staging)],
@@ -80,7 +80,6 @@ def find_weights(folder: Path, backbone: str) -> Path:
 
 def add_weights(dest: Path, backbones: list[str], weights_from: Path | None) -> dict[str, str]:
     """ImageNet weights per backbone, checked to load strictly; from a folder, else from timm's hub."""
-    import torch
     from safetensors.torch import save_file
 
     from fathom.models.net import create_backbone
@@ -96,8 +95,7 @@ def add_weights(dest: Path, backbones: list[str], weights_from: Path | None) -> 
         else:
             model = create_backbone(backbone, True, None)  # FathomError with a hint when offline
             target = dest / f"{backbone}.safetensors"
-            save_file({k: v.contiguous() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)},
-                      str(target))
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(target))
         found[backbone] = f"weights/{target.name}"
     return found
 
