@@ -39,3 +39,38 @@ def test_cuda_variants_add_fp16_and_bf16():
     names = [v.name for v in variants(torch.device("cuda"), compile_too=True)]
     assert names == ["fp32", "fp32 CL", "fp16 CL", "bf16 CL", "fp16 CL compiled"]
     assert Variant("bf16", True).name == "bf16 CL"
+
+
+def test_quality_bench_tiny(demo_dir, tmp_path):
+    """Every row of the ablation table comes out, scored on the demo solution, and each ablation really
+    changes the one ingredient it names."""
+    from fathom.bench.quality import experiments, random_split, run_quality_bench
+    from fathom.bench.tables import quality_table
+    from fathom.folds import make_folds
+
+    dataset = load_dataset(demo_dir)
+    folds = make_folds(dataset.train, dataset.categories, n_folds=3, seed=0)
+    base = load_config("demo", ["backbones=[resnet18, resnet10t]", "image_size=32", "epochs=1", "workers=0",
+                                "batch_size=16", f"cache_dir={tmp_path / 'cache'}", "by_backbone={}"])
+    configs = experiments(base)
+    assert configs["no_class_weights"].pos_weight_power == 0 and configs["no_super_head"].super_weight == 0
+    seed = configs["seed"]
+    assert (seed.backbones, seed.optimizer, seed.lr, seed.super_weight, seed.pos_weight_power, seed.folds) == \
+        (["densenet121"], "adam", 1e-3, 0.0, 0.0, [0])
+    split = random_split(dataset, 42)
+    assert abs((split["fold"] == 0).mean() - 0.2) < 0.01
+
+    result = run_quality_bench(dataset, folds, base, tmp_path / "runs")
+    rows = {r["row"]: r for r in result["rows"]}
+    assert list(rows) == ["full recipe", "resnet18 alone", "resnet10t alone", "no class weighting", "no super head",
+                          "no TTA", "equal weights", "no re-scoring", "untuned osd (1 - max prob)", "seed recipe"]
+    for r in rows.values():
+        assert 0 <= r["map20"] <= 1 and -1 <= r["sauc"] <= 1 and abs(r["score"] - (r["map20"] + r["sauc"]) / 2) < 1e-9
+        assert 0 <= r["oof_map20"] <= 1
+    assert rows["seed recipe"]["sauc"] == 0 and rows["seed recipe"]["models"] == 1
+    assert rows["equal weights"]["strategy"] == "equal weights"
+    assert "re-scoring" not in rows["no re-scoring"]["strategy"]
+    assert rows["untuned osd (1 - max prob)"]["osd"] == "max_prob"
+    assert rows["full recipe"]["tta"] and not rows["no TTA"]["tta"]
+    assert rows["full recipe"]["train_s"] > 0
+    assert quality_table(result).count("\n") == len(rows) + 2

@@ -12,7 +12,7 @@ from fathom.config import TrainConfig
 from fathom.data.layout import load_dataset
 from fathom.errors import DataError
 from fathom.folds import make_folds
-from fathom.infer.tta import predict_experiment
+from fathom.infer.tta import FoldPredictor, predict_experiment
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions
 from fathom.report import write_report
@@ -35,13 +35,15 @@ def test_hflip_tta_shapes_and_invariance_on_a_mirror_symmetric_frame():
     half = torch.rand(3, 3, 32, 16)
     symmetric = torch.cat([half, torch.flip(half, dims=[3])], dim=3)
     plain = predict(model, batches(symmetric), precision, channels_last=False)
-    flipped = predict(model, batches(symmetric), precision, channels_last=False, hflip=True)
+    flipped = predict(model, batches(symmetric), precision, channels_last=False, flips=(False, True))
     assert plain["fine"].shape == (3, 290) and plain["super"].shape == (3, 20)
     assert np.allclose(plain["fine"], flipped["fine"], atol=1e-6)
     # on any frame, the TTA output is the mean of the frame's and its mirror's probabilities (after sigmoid)
     frame = torch.rand(2, 3, 32, 32)
-    both = predict(model, batches(frame), precision, channels_last=False, hflip=True)
+    both = predict(model, batches(frame), precision, channels_last=False, flips=(False, True))
     mirror = predict(model, batches(torch.flip(frame, dims=[3])), precision, channels_last=False)
+    assert np.allclose(predict(model, batches(frame), precision, channels_last=False, flips=(True,))["fine"],
+                       mirror["fine"], atol=1e-6)
     alone = predict(model, batches(frame), precision, channels_last=False)
     assert np.allclose(both["fine"], (alone["fine"] + mirror["fine"]) / 2, atol=1e-6)
     assert np.allclose(both["super"], (alone["super"] + mirror["super"]) / 2, atol=1e-6)
@@ -60,14 +62,20 @@ def trained(demo_dir, tmp_path_factory):
     return dataset, root
 
 
-def test_predict_without_views_reproduces_the_training_predictions(trained):
+def test_predicting_again_reproduces_the_training_predictions_that_tta_reuses(trained):
+    """TTA takes its 1x view from the training run's oof/test files: predicting it again must agree."""
     dataset, root = trained
-    predict_experiment(dataset, root / "runs", "tiny", ["tta_hflip=false"])
     fold = root / "runs" / "tiny" / "resnet18" / "fold_1"
+    predictor = FoldPredictor(fold, ["tta_hflip=false"])
+    path_of = dict(zip(pd.concat([dataset.train["id"], dataset.eval["id"]]),
+                       pd.concat([dataset.train["path"], dataset.eval["path"]])))
     for name in ("oof", "test"):
-        again, saved = Predictions.load(fold / f"{name}_tta.npz"), Predictions.load(fold / f"{name}.npz")
-        assert list(again.ids) == list(saved.ids)
-        assert np.allclose(again.fine, saved.fine, atol=1e-5) and np.allclose(again.super, saved.super, atol=1e-5)
+        saved = Predictions.load(fold / f"{name}.npz")
+        again = predictor.predict([path_of[i] for i in saved.ids])
+        assert np.allclose(again["fine"], saved.fine, atol=1e-5) and np.allclose(again["super"], saved.super, atol=1e-5)
+    predict_experiment(dataset, root / "runs", "tiny", ["tta_hflip=false"])
+    reused = Predictions.load(fold / "oof_tta.npz")
+    assert np.array_equal(reused.fine, Predictions.load(fold / "oof.npz").fine)
 
 
 def test_tta_ensemble_submission_and_report_end_to_end(trained, tmp_path):

@@ -51,6 +51,25 @@ def cmd_bench_speed(args) -> int:
     return 0
 
 
+def cmd_bench_quality(args) -> int:
+    from fathom.atomic import write_json
+    from fathom.bench.quality import run_quality_bench
+    from fathom.bench.tables import quality_table
+    from fathom.config import load_config
+    from fathom.folds import read_folds
+    from fathom.provenance import git_commit
+
+    dataset = load(args)
+    folds = read_folds(args.folds, dataset.train["id"])
+    result = run_quality_bench(dataset, folds, load_config(args.config, args.overrides), args.runs)
+    result.update(command="python -m fathom " + " ".join(sys.argv[1:]), git_commit=git_commit(),
+                  date=datetime.date.today().isoformat())
+    if args.out:
+        write_json(result, args.out)
+    print(quality_table(result))
+    return 0
+
+
 def cmd_bundle(args) -> int:
     from fathom.bundle import KAGGLE_LACKS, build_bundle
     from fathom.config import load_config
@@ -211,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=int, default=64, help="largest response accepted, MiB")
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("bench", help="benchmarks: `bench speed` (throughput, FLOP/s, memory)")
+    p = sub.add_parser("bench", help="benchmarks: `bench speed` (throughput, FLOP/s, memory), `bench quality` (ablations)")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     p = bench.add_parser("speed", help="model step, loader and epoch throughput, ours vs naive, GFLOP/s, peak RSS")
     add_data_args(p)
@@ -224,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rss-folds", type=Path, default=None, help="also measure peak RSS of one-fold training runs")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.set_defaults(func=cmd_bench_speed)
+    p = bench.add_parser("quality", help="the full recipe against the seed recipe, single backbones and ablations")
+    add_data_args(p)
+    p.add_argument("--folds", type=Path, required=True, help="id,fold file of the data")
+    p.add_argument("--config", default="demo", help="the full recipe's config (default: %(default)s)")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir(), help="its experiments (finished folds are reused)")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=2")
+    p.set_defaults(func=cmd_bench_quality)
 
     p = sub.add_parser("bundle", help="build the folder to upload as a Kaggle dataset (code, wheels, weights)")
     p.add_argument("--out", type=Path, required=True)

@@ -16,6 +16,7 @@ from fathom.errors import DataError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 AMP_MODES = ("auto", "fp16", "bf16", "fp32")
+OPTIMIZERS = ("adamw", "adam")
 EXPERIMENT_KEYS = {"name", "backbones", "folds", "cache_dir", "by_backbone"}  # not settable per backbone
 
 
@@ -29,6 +30,7 @@ class TrainConfig:
     folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # which folds of the folds file to train
     epochs: int = 10
     batch_size: int = 32
+    optimizer: str = "adamw"  # adamw | adam (the seed projects': Adam, with weight_decay as L2)
     lr: float = 3e-4
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
@@ -64,6 +66,9 @@ class TrainConfig:
     def validate(self, source: str) -> None:
         if self.amp not in AMP_MODES:
             raise DataError(source, f"amp must be one of {', '.join(AMP_MODES)}, not {self.amp!r}", where="amp")
+        if self.optimizer not in OPTIMIZERS:
+            raise DataError(source, f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}",
+                            where="optimizer")
         for backbone, values in self.by_backbone.items():
             shared = sorted(set(values) & EXPERIMENT_KEYS)
             if shared:

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from fathom.config import TrainConfig
 from fathom.constants import N_FINE, N_SUPER
 from fathom.models.net import FathomNet
-from fathom.train.data import FrameDataset, ImageCache, make_loader, train_transform
+from fathom.train.data import EpochSampler, FrameDataset, ImageCache, make_loader, train_transform
 from fathom.train.loop import to_device, train_one_epoch
 from fathom.train.loss import FathomLoss
 from fathom.train.precision import Precision
@@ -154,7 +154,7 @@ def loaders(paths: list[str], size: int, batch: int, workers: int, cache_dir: Pa
                         train_transform(size, mean, std))
     naive = DataLoader(NaiveFrames(paths, size, mean, std), batch_size=batch, shuffle=True, drop_last=True,
                        num_workers=workers)
-    return {"ours": make_loader(ours, batch, True, workers, device), "naive": naive}
+    return {"ours": make_loader(ours, batch, True, workers, device, sampler=EpochSampler(n, seed=0)), "naive": naive}
 
 
 def loader_throughput(loader: DataLoader) -> float:

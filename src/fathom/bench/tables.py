@@ -32,3 +32,16 @@ def speed_tables(result: dict) -> str:
         out += ["", "Peak memory of a one-fold training run (child process RSS):", "",
                 markdown_table(["backbone", "peak RSS MiB"], [[b, v] for b, v in result["peak_rss_mib"].items()])]
     return "\n".join(out) + "\n"
+
+
+def quality_table(result: dict) -> str:
+    """One row per recipe: demo eval MAP@20, sAUC, score; held-out OOF MAP@20; cost."""
+    def optional(v):
+        return "-" if v is None else v
+
+    return markdown_table(
+        ["recipe", "models", "train s", "eval MAP@20", "eval sAUC", "eval score", "OOF MAP@20 (held out)",
+         "strategy", "osd", "TTA"],
+        [[r["row"], r["models"], optional(r["train_s"]), f"{r['map20']:.3f}", f"{r['sauc']:.3f}",
+          f"{r['score']:.3f}", f"{r['oof_map20']:.3f}", r["strategy"], r["osd"], "yes" if r["tta"] else "no"]
+         for r in result["rows"]]) + "\n"

@@ -122,37 +122,47 @@ def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, colour: d
     return held_out, shift, unseen_images
 
 
-def compare_strategies(members: Members, targets: np.ndarray, parent: np.ndarray, exp: str):
-    """Every strategy tuned on all OOF rows and cross-fitted; returns (table, held-out scores, chosen)."""
+def compare_strategies(members: Members, targets: np.ndarray, parent: np.ndarray, exp: str,
+                       allowed: tuple[str, ...] = STRATEGIES):
+    """Every strategy tuned on all OOF rows and cross-fitted; returns (table, held-out scores, chosen).
+    `allowed`: the strategies that may be chosen (the others are not computed)."""
     checked = len(members.folds) >= 2
     if not checked:
         log.warning("%s: one finished fold, so nothing can be checked on held-out folds; using equal weights", exp)
     strategies, held_out_scores = {}, {}
-    for strategy in STRATEGIES:
+    for strategy in allowed:
         recipe = tune_recipe(strategy, members.oof_fine, members.oof_super, targets, parent)
         in_sample = recipe.apply(members.oof_fine, members.oof_super, parent)
         held_out_scores[strategy] = cross_fit(members, targets, parent, strategy) if checked else in_sample
         strategies[strategy] = {"held_out": map_at_k_from_probs(held_out_scores[strategy], targets) if checked
                                 else float("nan"),
                                 "in_sample": map_at_k_from_probs(in_sample, targets), "recipe": recipe}
-    chosen = (max(STRATEGIES, key=lambda s: (strategies[s]["held_out"], -STRATEGIES.index(s))) if checked
-              else "equal weights")
+    chosen = (max(allowed, key=lambda s: (strategies[s]["held_out"], -STRATEGIES.index(s))) if checked
+              else "equal weights" if "equal weights" in allowed else allowed[0])
     return strategies, held_out_scores, chosen
 
 
-def fit_ensemble(dataset: Dataset, runs: Path, exp: str) -> tuple[dict, Predictions]:
-    """Tune on OOF, write ensemble.json and ensemble/{oof,test}.npz; returns (record, eval predictions)."""
-    members = load_members(dataset, runs, exp)
+def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | None = None, tta: bool = True,
+                 strategies: tuple[str, ...] = STRATEGIES, osd: str | None = None,
+                 write: bool = True) -> tuple[dict, Predictions]:
+    """Tune on OOF, write ensemble.json and ensemble/{oof,test}.npz; returns (record, eval predictions).
+
+    The defaults are the full recipe. The quality benchmark's ablations narrow it: `backbones` (a subset
+    of members), `tta=False` (training's own predictions), `strategies` (those that may be chosen),
+    `osd` (a fixed osd method instead of the label-free choice), `write=False` (no files).
+    """
+    members = load_members(dataset, runs, exp, tta=tta, backbones=backbones)
     targets, parent = members.targets(dataset), dataset.categories.parent
     per_fold = {name: {str(k): map_at_k_from_probs(members.oof_fine[m][members.fold_of == k],
                                                    targets[members.fold_of == k]) for k in members.folds}
                 for m, name in enumerate(members.names)}
     pooled = {name: map_at_k_from_probs(members.oof_fine[m], targets) for m, name in enumerate(members.names)}
-    strategies, held_out_scores, chosen = compare_strategies(members, targets, parent, exp)
-    recipe = strategies[chosen]["recipe"]
+    table, held_out_scores, chosen = compare_strategies(members, targets, parent, exp, strategies)
+    recipe = table[chosen]["recipe"]
     colour = colour_features(dataset, members)
     held_out, shift, unseen_images = osd_tasks(dataset, members, recipe.weights, colour)
     osd_method, osd_table = choose_osd(held_out, shift)
+    osd_method = osd or osd_method
 
     test_fine, test_super = members.test_mean()
     final = Evidence(blend(test_fine, recipe.weights), blend(test_super, recipe.weights), test_fine,
@@ -166,22 +176,25 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str) -> tuple[dict, Predicti
         "tta": members.tta,
         "strategy": chosen, "weights": dict(zip(members.names, map(float, recipe.weights))),
         "exponents": {"a": 1.0, "b": recipe.b},
-        "oof_map20": {"per_fold": per_fold, "pooled": pooled, "no_tta": tta_baseline(dataset, runs, exp, members),
+        "oof_map20": {"per_fold": per_fold, "pooled": pooled,
+                      "no_tta": tta_baseline(dataset, runs, exp, members) if write else None,
                       "ensemble_held_out_per_fold": {
                           str(k): map_at_k_from_probs(held_out_scores[chosen][members.fold_of == k],
                                                       targets[members.fold_of == k]) for k in members.folds}},
         "strategies": {s: {k: v for k, v in row.items() if k != "recipe"} | {
             "weights": dict(zip(members.names, map(float, row["recipe"].weights))), "b": row["recipe"].b}
-            for s, row in strategies.items()},
+            for s, row in table.items()},
         "osd": {"method": osd_method, "sauc": osd_table, "unseen_category_images": unseen_images},
     }
     solution = solution_labels(dataset, members.eval_ids)
     if solution is not None:  # the demo: reported, never used to choose
-        for s, row in strategies.items():
+        for s, row in table.items():
             row_scores = row["recipe"].apply(test_fine, test_super, parent)
             record["strategies"][s]["demo_eval_map20"] = map_at_k_from_probs(row_scores, solution[0])
         for name in osd_table:
             osd_table[name]["demo_eval"] = scaled_auc(solution[1], combined(test_scores, name))
+    if not write:
+        return record, prediction
     out = run_dir(runs, exp)
     Predictions(members.oof_ids, held_out_scores[chosen], blend(members.oof_super, recipe.weights)).save(
         out / "ensemble" / "oof.npz")

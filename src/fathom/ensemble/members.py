@@ -51,9 +51,17 @@ def train_labels(dataset: Dataset, ids: np.ndarray) -> np.ndarray:
     return fine_multi_hot(dataset.train.set_index("id")["categories"].loc[ids], dataset.categories)
 
 
-def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True) -> Members:
-    """Members of `exp` on the folds every backbone finished; TTA files when all of them exist and `tta`."""
+def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
+                 backbones: list[str] | None = None) -> Members:
+    """Members of `exp` (all backbones, or `backbones`) on the folds every one of them finished; TTA files
+    when all of them exist and `tta`."""
     by_backbone = require_finished_folds(runs, exp)
+    if backbones is not None:
+        unknown = sorted(set(backbones) - set(by_backbone))
+        if unknown:
+            raise DataError(run_dir(runs, exp), f"no finished folds of {', '.join(unknown)}",
+                            hint=f"its backbones: {', '.join(sorted(by_backbone))}")
+        by_backbone = {b: by_backbone[b] for b in backbones}
     common = sorted(set.intersection(*(set(map(fold_index, dirs)) for dirs in by_backbone.values())))
     if not common:
         raise DataError(run_dir(runs, exp), "no fold was finished by every backbone",

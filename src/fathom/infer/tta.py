@@ -64,31 +64,46 @@ class FoldPredictor:
             self.model.to(memory_format=torch.channels_last)
         self.precision = Precision.decide(cfg.amp, self.device)
 
-    def predict(self, paths: list[str]) -> dict[str, np.ndarray]:
-        """{fine, super} probabilities of the images at `paths`, averaged over the views."""
+    def predict(self, paths: list[str], plain: Predictions | None = None) -> dict[str, np.ndarray]:
+        """{fine, super} probabilities of the images at `paths`, averaged over the views (equal weights).
+
+        `plain`: the training run's own predictions of these images (the 1x view: same checkpoint,
+        transform and precision), reused instead of predicted again.
+        """
         cfg, data = self.cfg, self.model.data_config()
-        n, outs = len(paths), []
+        n, total, count = len(paths), {"fine": 0.0, "super": 0.0}, 0
         for scale in cfg.tta_scales:
+            flips = (False, True) if cfg.tta_hflip else (False,)
+            if scale == 1.0 and plain is not None:
+                total = {"fine": total["fine"] + plain.fine, "super": total["super"] + plain.super}
+                count, flips = count + 1, flips[1:]
+            if not flips:
+                continue
             size = max(8, round(cfg.image_size * scale))
             files = ImageCache(cfg.cache_dir, size).build(paths, workers=max(2, cfg.workers * 2))
             dataset = FrameDataset(files, np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32),
                                    eval_transform(size, data["mean"], data["std"]))
             loader = make_loader(dataset, cfg.batch_size, False, cfg.workers, self.device)
-            outs.append(predict(self.model, loader, self.precision, cfg.channels_last, hflip=cfg.tta_hflip))
-        return {head: np.mean([o[head] for o in outs], 0) for head in ("fine", "super")}
+            out = predict(self.model, loader, self.precision, cfg.channels_last, flips=flips)
+            total = {head: total[head] + out[head] * len(flips) for head in total}
+            count += len(flips)
+        return {head: total[head] / count for head in total}
 
 
 def predict_fold(fold_dir: Path, path_of: dict[str, str], overrides: list[str] = ()) -> dict[str, Predictions]:
-    """TTA predictions of one fold's validation rows and eval rows (the ids its training run predicted)."""
+    """TTA predictions of one fold's validation rows and eval rows (the ids its training run predicted).
+    The 1x view is the training run's own oof/test predictions (a test checks they are what predicting
+    again gives), so only the other views cost time."""
     predictor = FoldPredictor(fold_dir, overrides)
     out = {}
     for name in ("oof", "test"):
-        ids = Predictions.load(fold_dir / f"{name}.npz").ids
+        trained = Predictions.load(fold_dir / f"{name}.npz")
+        ids = trained.ids
         missing = [i for i in ids if i not in path_of]
         if missing:
             raise DataError(fold_dir / f"{name}.npz", f"{len(missing)} ids are not in the dataset (e.g. {missing[0]})",
                             hint="predict with the data folder the experiment was trained on")
-        probs = predictor.predict([path_of[i] for i in ids])
+        probs = predictor.predict([path_of[i] for i in ids], plain=trained)
         out[name] = Predictions(ids, probs["fine"], probs["super"], 1.0 - probs["fine"].max(1))
         out[name].save(fold_dir / f"{name}_tta.npz")
     return out

@@ -61,24 +61,22 @@ def train_one_epoch(model: nn.Module, loader, loss_fn: FathomLoss, optimizer, sc
 
 @torch.no_grad()
 def predict(model: nn.Module, loader, precision: Precision, channels_last: bool = True,
-            loss_fn: FathomLoss | None = None, hflip: bool = False) -> dict:
-    """Sigmoid probabilities {fine [N, 290], super [N, 20]} and, given a loss, the mean loss.
+            loss_fn: FathomLoss | None = None, flips: tuple[bool, ...] = (False,)) -> dict:
+    """Sigmoid probabilities {fine [N, 290], super [N, 20]} and, given a loss, the mean loss (of the
+    first view).
 
-    `hflip` adds the mirrored view of every batch; the two views are averaged after the sigmoid.
+    `flips` lists the views of every batch: False the frame, True its mirror; (False, True) averages the
+    two after the sigmoid, (True,) predicts the mirror alone.
     """
     model.eval()
     fine_probs, super_probs, total, seen = [], [], 0.0, 0
     for images, fine, sup in loader:
         images = to_device(images, precision.device, channels_last)
         with precision.autocast():
-            logits = model(images)
-            mirrored = model(torch.flip(images, dims=[3])) if hflip else None
+            views = [model(torch.flip(images, dims=[3]) if flip else images) for flip in flips]
         if loss_fn is not None:
-            total += loss_fn(logits, fine.to(precision.device), sup.to(precision.device))["loss"].item() * len(images)
+            total += loss_fn(views[0], fine.to(precision.device), sup.to(precision.device))["loss"].item() * len(images)
         seen += len(images)
         for out, head in ((fine_probs, "fine"), (super_probs, "super")):
-            probs = torch.sigmoid(logits[head].float())
-            if mirrored is not None:
-                probs = (probs + torch.sigmoid(mirrored[head].float())) / 2
-            out.append(probs.cpu().numpy())
+            out.append(torch.stack([torch.sigmoid(v[head].float()) for v in views]).mean(0).cpu().numpy())
     return {"fine": np.concatenate(fine_probs), "super": np.concatenate(super_probs), "loss": total / max(seen, 1)}

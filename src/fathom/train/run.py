@@ -17,6 +17,7 @@ import logging
 import math
 import platform
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 import yaml
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
-from torch.utils.data import DistributedSampler, Subset
+from torch.utils.data import Subset
 
 from fathom.atomic import atomic_open, write_csv, write_json
 from fathom.config import TrainConfig, to_dict
@@ -39,7 +40,7 @@ from fathom.models.net import FathomNet
 from fathom.predictions import Predictions, combine_folds, prediction_path, run_dir
 from fathom.provenance import git_commit
 from fathom.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from fathom.train.data import FrameDataset, ImageCache, eval_transform, make_loader, train_transform
+from fathom.train.data import EpochSampler, FrameDataset, ImageCache, eval_transform, make_loader, train_transform
 from fathom.train.distributed import Distributed
 from fathom.train.loop import predict, train_one_epoch
 from fathom.train.loss import FathomLoss, pos_weights
@@ -90,6 +91,7 @@ class FoldTrainer:
                       "valid": [cache_files[i] for i in self.valid_ids],
                       "eval": [cache_files[i] for i in self.eval_ids]}
         self.precision = Precision.decide(cfg.amp, device)
+        self.loaders: dict[str, torch.utils.data.DataLoader] = {}
 
     def fingerprint(self) -> str:
         """What a finished fold depends on: its resolved config (less run-time plumbing) and its images."""
@@ -108,27 +110,27 @@ class FoldTrainer:
                     self.fold)
         return False
 
-    def loader(self, split: str, transform, epoch: int = 0) -> torch.utils.data.DataLoader:
-        """Training batches (this rank's share under DDP) or this rank's rows of a split to predict."""
+    def loader(self, split: str) -> torch.utils.data.DataLoader:
+        """The fold's loader of a split, made once (its workers persist): training batches (this rank's
+        share under DDP; `set_epoch` on its sampler picks the epoch) or this rank's rows to predict."""
+        if split in self.loaders:
+            return self.loaders[split]
         n = len(self.files[split])
         fine, sup = self.targets.get(split, (np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32)))
-        dataset = FrameDataset(self.files[split], fine, sup, transform, seed=self.cfg.seed)
-        dataset.epoch = epoch
-        train, sampler = split == "train", None
-        if train and self.dist.enabled:
-            sampler = DistributedSampler(dataset, self.dist.world, self.dist.rank, shuffle=True, seed=self.cfg.seed,
-                                         drop_last=True)
-            sampler.set_epoch(epoch)
-        elif not train and self.dist.enabled:
+        train = split == "train"
+        dataset = FrameDataset(self.files[split], fine, sup, self.transforms["train" if train else "eval"],
+                               seed=self.cfg.seed)
+        sampler = EpochSampler(n, self.cfg.seed, self.dist.world, self.dist.rank) if train else None
+        if not train and self.dist.enabled:
             dataset = Subset(dataset, self.dist.shard(n).tolist())
-        return make_loader(dataset, self.cfg.batch_size, train, self.cfg.workers, self.device,
-                           seed=self.cfg.seed * 1000 + epoch, sampler=sampler)
+        self.loaders[split] = make_loader(dataset, self.cfg.batch_size, train, self.cfg.workers, self.device,
+                                          sampler=sampler)
+        return self.loaders[split]
 
     def predict(self, model, split: str, loss_fn: FathomLoss | None = None) -> dict:
         """Probabilities for every row of `split` on every rank (each rank predicts its shard)."""
         n = len(self.files[split])
-        probs = predict(model, self.loader(split, self.transforms["eval"]), self.precision, self.cfg.channels_last,
-                        loss_fn)
+        probs = predict(model, self.loader(split), self.precision, self.cfg.channels_last, loss_fn)
         shard = len(self.dist.shard(n))
         loss = self.dist.sum(probs.pop("loss") * shard) / max(n, 1)
         return {**self.dist.gather_rows(probs, n), "loss": loss}
@@ -147,7 +149,8 @@ class FoldTrainer:
                            "eval": eval_transform(cfg.image_size, data_cfg["mean"], data_cfg["std"])}
         loss_fn = FathomLoss(pos_weights(self.targets["train"][0], cfg.pos_weight_power, cfg.pos_weight_cap),
                              cfg.super_weight, cfg.label_smoothing).to(self.device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        make_optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg.optimizer]
+        optimizer = make_optimizer(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         per_rank = len(self.files["train"]) // self.dist.world
         batches = per_rank // cfg.batch_size if per_rank > cfg.batch_size else 1
         steps = math.ceil(batches / cfg.grad_accum)
@@ -159,6 +162,7 @@ class FoldTrainer:
 
     def run(self, resume: bool = False, tracker: Tracker | None = None) -> dict[str, np.ndarray]:
         cfg = self.cfg
+        self.started = time.perf_counter()
         main = self.dist.is_main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -178,8 +182,10 @@ class FoldTrainer:
             set_rng_state(state["rng"])
             log.info("%s fold %d: resumed after epoch %d", self.backbone, self.fold, state["epoch"])
         stale = 0
+        batches = self.loader("train")
         for epoch in range(start, cfg.epochs):
-            metrics, step = train_one_epoch(trained, self.loader("train", self.transforms["train"], epoch), loss_fn,
+            batches.sampler.set_epoch(epoch)
+            metrics, step = train_one_epoch(trained, batches, loss_fn,
                                             optimizer, scheduler, self.precision, step, cfg.grad_accum,
                                             cfg.clip_grad, ema, cfg.channels_last,
                                             desc=f"{self.backbone} f{self.fold} e{epoch}", progress=main)
@@ -225,7 +231,9 @@ class FoldTrainer:
                 out[name].save(self.out / f"{name}.npz")
         if self.dist.is_main:
             write_json({"val_map20": map_at_k_from_probs(out["oof"].fine, self.targets["valid"][0]),
-                        "fingerprint": self.fingerprint()}, self.out / "done.json")
+                        "fingerprint": self.fingerprint(),
+                        "seconds": time.perf_counter() - self.started},  # this session's, when resumed
+                       self.out / "done.json")
         self.dist.barrier()  # every rank sees done.json before deciding what to train next
         return out
 

@@ -1,0 +1,124 @@
+"""`python -m fathom bench quality`: what each ingredient of the recipe buys, on data with a solution.
+
+Experiments, trained with the engine (finished folds are reused, so a second run only re-scores):
+  <base>                    the config as given (default `demo`): its backbones and folds, weighted BCE,
+                            super-category head
+  <base>-no_class_weights   the same with plain BCE (pos_weight_power 0)
+  <base>-no_super_head      the same with super_weight 0 (the head is there, untrained)
+  seed                      the seed projects' recipe: densenet121, plain BCE, Adam lr 1e-3 without weight
+                            decay, no super head, one random 80/20 split; the other settings (image size,
+                            epochs, augmentation, batch) are the base config's
+Each model trains the base config's epochs on 80% of the training images (a fold's training part, or
+the seed's random 80%): the compute budget per model is fixed, and a row's cost is its model count.
+
+Rows are ensembles of those experiments (fathom.ensemble.fit with one option changed each):
+  full recipe               TTA, strategy chosen on held-out folds, label-free osd choice
+  <backbone> alone          the full recipe with one member
+  no class weighting        full recipe on <base>-no_class_weights
+  no super head             full recipe on <base>-no_super_head
+  no TTA                    training's own predictions
+  equal weights             the plain mean of the members
+  no re-scoring             the strategy chosen among those without the super-category exponent
+  untuned osd               osd = 1 - max probability (what a single model gives) instead of the choice
+  seed recipe               osd 0.5 for every image (sAUC 0)
+Each row: MAP@20, sAUC and score of its submission on the demo's solution.csv, and its held-out OOF
+MAP@20 (each fold scored by the recipe tuned on the other folds; the seed's single model has nothing
+tuned, so its score on its 20% validation is already held out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from fathom import constants as C
+from fathom.config import TrainConfig, apply
+from fathom.data.layout import Dataset
+from fathom.ensemble.fit import STRATEGIES, fit_ensemble
+from fathom.errors import DataError
+from fathom.infer.tta import predict_experiment
+from fathom.metric import read_scoring_csv, score_frames
+from fathom.predictions import Predictions, finished_folds
+from fathom.submission import make_submission
+from fathom.train.run import train
+
+log = logging.getLogger(__name__)
+SEED_RECIPE = {"name": "seed", "backbones": ["densenet121"], "folds": [0], "pos_weight_power": 0.0,
+               "super_weight": 0.0, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "by_backbone": {}}
+
+
+def experiments(base: TrainConfig) -> dict[str, TrainConfig]:
+    """The configs to train: the base and one ablation per training ingredient, and the seed recipe."""
+    seed = {**base.by_backbone.get("densenet121", {}), **SEED_RECIPE}  # densenet121's own precision, if set
+    return {"full": base,
+            "no_class_weights": apply(base, {"name": f"{base.name}-no_class_weights", "pos_weight_power": 0.0}, "bench"),
+            "no_super_head": apply(base, {"name": f"{base.name}-no_super_head", "super_weight": 0.0}, "bench"),
+            "seed": apply(dataclasses.replace(base, by_backbone={}), seed, "bench (seed recipe)")}
+
+
+def random_split(dataset: Dataset, seed: int, share: float = 0.2) -> pd.DataFrame:
+    """id -> fold: fold 0 is a random `share` of the training images (validation), fold 1 the rest."""
+    ids = dataset.train["id"].to_numpy()
+    _, valid = train_test_split(ids, test_size=share, random_state=seed)
+    return pd.DataFrame({"id": ids, "fold": np.where(np.isin(ids, valid), 0, 1)})
+
+
+def train_seconds(runs: Path, exp: str) -> float | None:
+    """Wall seconds of every finished fold of `exp` (None when a fold predates the timing)."""
+    done = [json.loads((d / "done.json").read_text()) for dirs in finished_folds(runs, exp).values() for d in dirs]
+    return sum(d["seconds"] for d in done) if done and all("seconds" in d for d in done) else None
+
+
+def score(dataset: Dataset, prediction: Predictions, osd: np.ndarray | None = None) -> dict[str, float]:
+    """{map20, sauc, score} of the submission built from `prediction` (its own osd unless given)."""
+    eval_ids = dataset.eval["id"].to_numpy()
+    table = make_submission(prediction.ids, prediction.fine, prediction.osd if osd is None else osd,
+                            dataset.categories.ids, order=eval_ids)
+    return score_frames(read_scoring_csv(dataset.root / C.SOLUTION_CSV), table)
+
+
+def row(name: str, dataset: Dataset, runs: Path, exp: str, models: int, seconds: float | None,
+        constant_osd: bool = False, **options) -> dict:
+    record, prediction = fit_ensemble(dataset, runs, exp, write=False, **options)
+    scores = score(dataset, prediction, np.full(len(prediction.ids), 0.5) if constant_osd else None)
+    chosen = record["strategies"][record["strategy"]]
+    held_out = chosen["held_out"] if chosen["held_out"] == chosen["held_out"] else chosen["in_sample"]  # 1 fold
+    return {"row": name, "exp": exp, "models": models, "train_s": seconds, **scores,
+            "oof_map20": held_out, "strategy": record["strategy"],
+            "osd": "constant 0.5" if constant_osd else record["osd"]["method"], "tta": record["tta"]}
+
+
+def run_quality_bench(dataset: Dataset, folds: pd.DataFrame, base: TrainConfig, runs: Path) -> dict:
+    """Train (or reuse) every experiment, then score every row. Needs the data's solution.csv."""
+    if not (dataset.root / C.SOLUTION_CSV).is_file():
+        raise DataError(dataset.root / C.SOLUTION_CSV, "the quality benchmark scores against a solution file",
+                        hint="run it on the demo data (`python -m fathom demo-data`)")
+    configs = experiments(base)
+    for key, cfg in configs.items():
+        start = time.perf_counter()
+        split = random_split(dataset, cfg.seed) if key == "seed" else folds
+        train(cfg, dataset, split, runs)
+        if key != "seed":
+            predict_experiment(dataset, runs, cfg.name)
+        log.info("bench quality: %s ready (%.0f s)", cfg.name, time.perf_counter() - start)
+    seconds = {key: train_seconds(runs, cfg.name) for key, cfg in configs.items()}
+    full, n_full = configs["full"].name, len(base.backbones) * len(base.folds)
+    rows = [row("full recipe", dataset, runs, full, n_full, seconds["full"])]
+    rows += [row(f"{b} alone", dataset, runs, full, len(base.folds), None, backbones=[b]) for b in base.backbones]
+    rows += [row("no class weighting", dataset, runs, configs["no_class_weights"].name, n_full,
+                 seconds["no_class_weights"]),
+             row("no super head", dataset, runs, configs["no_super_head"].name, n_full, seconds["no_super_head"]),
+             row("no TTA", dataset, runs, full, n_full, seconds["full"], tta=False),
+             row("equal weights", dataset, runs, full, n_full, seconds["full"], strategies=("equal weights",)),
+             row("no re-scoring", dataset, runs, full, n_full, seconds["full"],
+                 strategies=tuple(s for s in STRATEGIES if "re-scoring" not in s)),
+             row("untuned osd (1 - max prob)", dataset, runs, full, n_full, seconds["full"], osd="max_prob"),
+             row("seed recipe", dataset, runs, "seed", 1, seconds["seed"], tta=False, constant_osd=True)]
+    return {"base_config": dataclasses.asdict(base), "rows": rows}
