@@ -100,11 +100,12 @@ def test_choose_osd_prefers_the_pair_when_each_criterion_needs_a_different_signa
     # train vs test: the test images look different (colour) and are also a little less confident
     is_test = np.arange(80) >= 40
     shift = [(single_scores(evidence(80, rng, ~(is_test & (np.arange(80) % 2 == 0)), is_test)), is_test.astype(float))]
-    chosen, table = choose_osd(held_out, shift)
+    chosen, table, weights = choose_osd(held_out, shift)
     assert table["max_prob"]["held_out_categories"] == pytest.approx(1.0)
     assert table["colour"]["train_vs_test"] == pytest.approx(1.0)
     assert "+" in chosen and "colour" in chosen.split("+")
-    assert table[chosen]["mean"] == max(row["mean"] for row in table.values())
+    assert table[chosen]["pooled"] == max(row["pooled"] for row in table.values())
+    assert sum(weights.values()) == pytest.approx(1.0)
     assert np.allclose(combined(held_out[0][0], "max_prob+colour"),
                        combined(held_out[0][0], "colour+max_prob"))
 
@@ -138,3 +139,17 @@ def test_one_fold_cannot_be_checked_so_equal_weights_are_used():
     members = members_of(stack, np.full((3, stack.shape[1], 20), 0.5), np.zeros(stack.shape[1], int))
     table, _, chosen = compare_strategies(members, targets, np.arange(290) % 20, "t")
     assert chosen == "equal weights" and np.isnan(table["tuned weights"]["held_out"])
+
+
+def test_osd_measurements_are_weighted_by_their_sample_sizes():
+    """Ten unseen-category images weigh far less than 400 test vs 300 validation images."""
+    from fathom.ensemble.osd_choice import criterion_weights, sauc_variance
+
+    few = [({}, np.r_[np.ones(10), np.zeros(300)])]
+    many = [({}, np.r_[np.ones(400), np.zeros(300)])]
+    assert sauc_variance(few) == pytest.approx(4 * 311 / (12 * 10 * 300))
+    weights = criterion_weights(few, many)
+    assert weights["train_vs_test"] > 0.9 and sum(weights.values()) == pytest.approx(1.0)
+    two_folds = many + many  # the mean over two folds halves the variance
+    assert sauc_variance(two_folds) == pytest.approx(sauc_variance(many) / 2)
+    assert criterion_weights([], many) == {"held_out_categories": 0.0, "train_vs_test": 1.0}

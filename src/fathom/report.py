@@ -102,7 +102,7 @@ def write_report(dataset: Dataset, runs: Path, exp: str) -> Path:
                       row["b"]] for s, row in record["strategies"].items()]
     osd = record["osd"]
     osd_rows = sorted(([f"**{m}**" if m == osd["method"] else m, v["held_out_categories"], v["train_vs_test"],
-                        v["mean"], v.get("demo_eval")] for m, v in osd["sauc"].items()),
+                        v["pooled"], v.get("demo_eval")] for m, v in osd["sauc"].items()),
                       key=lambda r: -(r[3] if r[3] is not None else -9))
     chosen = osd["sauc"][osd["method"]]
     seen = ~np.isnan(ap)
@@ -130,8 +130,9 @@ def write_report(dataset: Dataset, runs: Path, exp: str) -> Path:
         "sAUC without test labels: *held-out categories* = validation images holding a category their fold's "
         f"training part never shows ({osd['unseen_category_images']} images) against the rest; *train vs test* = "
         "eval images against validation images (diluted by the in-sample share of the test set). Chosen by their "
-        "mean.", "",
-        markdown_table(["method", "held-out categories", "train vs test", "mean", "demo eval"], osd_rows), "",
+        "mean weighted by the inverse of each one's sampling variance (weights: "
+        + ", ".join(f"{k.replace('_', ' ')} {w:.2f}" for k, w in osd["weights"].items()) + ").", "",
+        markdown_table(["method", "held-out categories", "train vs test", "pooled", "demo eval"], osd_rows), "",
         f"Chosen: **{osd['method']}**, measured sAUC {fmt(chosen['held_out_categories'])} (held-out categories), "
         f"{fmt(chosen['train_vs_test'])} (train vs test)"
         + (f", {fmt(chosen['demo_eval'])} on the demo eval solution." if chosen.get("demo_eval") is not None else "."),

@@ -161,7 +161,7 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
     recipe = table[chosen]["recipe"]
     colour = colour_features(dataset, members)
     held_out, shift, unseen_images = osd_tasks(dataset, members, recipe.weights, colour)
-    osd_method, osd_table = choose_osd(held_out, shift)
+    osd_method, osd_table, osd_weights = choose_osd(held_out, shift)
     osd_method = osd or osd_method
 
     test_fine, test_super = members.test_mean()
@@ -184,7 +184,8 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
         "strategies": {s: {k: v for k, v in row.items() if k != "recipe"} | {
             "weights": dict(zip(members.names, map(float, row["recipe"].weights))), "b": row["recipe"].b}
             for s, row in table.items()},
-        "osd": {"method": osd_method, "sauc": osd_table, "unseen_category_images": unseen_images},
+        "osd": {"method": osd_method, "sauc": osd_table, "weights": osd_weights,
+                "unseen_category_images": unseen_images},
     }
     solution = solution_labels(dataset, members.eval_ids)
     if solution is not None:  # the demo: reported, never used to choose
