@@ -74,3 +74,17 @@ def test_quality_bench_tiny(demo_dir, tmp_path):
     assert rows["full recipe"]["tta"] and not rows["no TTA"]["tta"]
     assert rows["full recipe"]["train_s"] > 0
     assert quality_table(result).count("\n") == len(rows) + 2
+
+
+def test_scale_bench_tiny(tmp_path):
+    """Two image counts and two sizes: one child training run each, every number present, a plot."""
+    from fathom.bench.scale import plot_scale, run_scale_bench
+    from fathom.bench.tables import scale_table
+
+    result = run_scale_bench("demo", "resnet10t", [40, 60], [32, 48], n_eval=10, work=tmp_path)
+    assert [(r["images"], r["size"]) for r in result["rows"]] == [(40, 32), (60, 32), (40, 48)]
+    for r in result["rows"]:
+        assert r["wall_s"] > r["fold_s"] > 0 and r["peak_rss_mib"] > 100 and r["cache_mib"] > 0
+    plot_scale(result, tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").stat().st_size > 10_000
+    assert scale_table(result).count("\n") == 5

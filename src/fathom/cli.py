@@ -70,6 +70,22 @@ def cmd_bench_quality(args) -> int:
     return 0
 
 
+def cmd_bench_scale(args) -> int:
+    from fathom.atomic import write_json
+    from fathom.bench.scale import plot_scale, run_scale_bench
+    from fathom.bench.tables import scale_table
+    from fathom.provenance import git_commit
+
+    result = run_scale_bench(args.config, args.backbone, args.images, args.sizes, args.n_eval)
+    result.update(command="python -m fathom " + " ".join(sys.argv[1:]), git_commit=git_commit(),
+                  date=datetime.date.today().isoformat())
+    if args.out:
+        write_json(result, args.out)
+        plot_scale(result, args.out.with_suffix(".png"))
+    print(scale_table(result))
+    return 0
+
+
 def cmd_bundle(args) -> int:
     from fathom.bundle import KAGGLE_LACKS, build_bundle
     from fathom.config import load_config
@@ -230,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=int, default=64, help="largest response accepted, MiB")
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("bench", help="benchmarks: `bench speed` (throughput, FLOP/s, memory), `bench quality` (ablations)")
+    p = sub.add_parser("bench", help="benchmarks: `bench speed` (throughput, FLOP/s, memory), `bench quality` (ablations), `bench scale`")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     p = bench.add_parser("speed", help="model step, loader and epoch throughput, ours vs naive, GFLOP/s, peak RSS")
     add_data_args(p)
@@ -251,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=2")
     p.set_defaults(func=cmd_bench_quality)
+    p = bench.add_parser("scale", help="one backbone's time and memory against training images and image size")
+    p.add_argument("--config", default="demo", help="(default: %(default)s)")
+    p.add_argument("--backbone", default="resnet18", help="(default: %(default)s)")
+    p.add_argument("--images", nargs="+", type=int, default=[500, 2000, 8000], help="training image counts")
+    p.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 256], help="image sizes (at the first count)")
+    p.add_argument("--n-eval", type=int, default=100, help="eval images of every point")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON and a log-log plot (.png)")
+    p.set_defaults(func=cmd_bench_scale)
 
     p = sub.add_parser("bundle", help="build the folder to upload as a Kaggle dataset (code, wheels, weights)")
     p.add_argument("--out", type=Path, required=True)

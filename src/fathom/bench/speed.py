@@ -190,20 +190,31 @@ def peak_rss_mib(pid: int) -> float | None:
     return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), None)
 
 
-def training_peak_rss(data: Path, folds: Path, config: str, backbone: str, overrides: list[str]) -> float:
-    """Peak resident memory (MiB) of `python -m fathom train` for one backbone and one fold, in a child
-    polled every 0.1 s (the high-water mark only rises, so the last reading is the peak up to its exit)."""
-    with tempfile.TemporaryDirectory() as runs:
-        proc = subprocess.Popen([sys.executable, "-m", "fathom", "train", "--data", str(data), "--folds", str(folds),
-                                 "--config", config, "--backbone", backbone, "--fold", "0", "--runs", runs,
-                                 *overrides], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        peak = 0.0
+def run_polled(command: list[str]) -> tuple[float, float]:
+    """Run `command` in a child polled every 0.1 s; returns (its peak RSS in MiB, wall seconds). The
+    high-water mark only rises, so the last reading is the peak up to the child's exit."""
+    start, peak = time.perf_counter(), 0.0
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty child can never block on it
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
         while proc.poll() is None:
             peak = max(peak, peak_rss_mib(proc.pid) or 0.0)
             time.sleep(0.1)
         if proc.returncode:
-            raise RuntimeError(f"training {backbone} failed: {proc.stderr.read().decode()[-500:]}")
-    return peak
+            log.seek(0)
+            raise RuntimeError(f"{' '.join(command[2:5])} failed: {log.read().decode()[-500:]}")
+    return peak, time.perf_counter() - start
+
+
+def train_command(data: Path, folds: Path, config: str, backbone: str, runs: str, overrides: list[str]) -> list[str]:
+    """`python -m fathom train` of one backbone on fold 0."""
+    return [sys.executable, "-m", "fathom", "train", "--data", str(data), "--folds", str(folds), "--config", config,
+            "--backbone", backbone, "--fold", "0", "--runs", runs, *overrides]
+
+
+def training_peak_rss(data: Path, folds: Path, config: str, backbone: str, overrides: list[str]) -> float:
+    """Peak resident memory (MiB) of `python -m fathom train` for one backbone and one fold."""
+    with tempfile.TemporaryDirectory() as runs:
+        return run_polled(train_command(data, folds, config, backbone, runs, overrides))[0]
 
 
 def machine() -> dict:

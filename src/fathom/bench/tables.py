@@ -45,3 +45,10 @@ def quality_table(result: dict) -> str:
         [[r["row"], r["models"], optional(r["train_s"]), f"{r['map20']:.3f}", f"{r['sauc']:.3f}",
           f"{r['score']:.3f}", f"{r['oof_map20']:.3f}", r["strategy"], r["osd"], "yes" if r["tta"] else "no"]
          for r in result["rows"]]) + "\n"
+
+
+def scale_table(result: dict) -> str:
+    """One row per (images, size) point of the scale benchmark."""
+    return markdown_table(["train images", "px", "wall s", "fold s", "train img/s", "peak RSS MiB", "cache MiB"],
+                          [[r["images"], r["size"], r["wall_s"], r["fold_s"], r["train_img_s"], r["peak_rss_mib"],
+                            r["cache_mib"]] for r in result["rows"]]) + "\n"

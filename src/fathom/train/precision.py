@@ -16,9 +16,10 @@ class Precision:
 
     @classmethod
     def decide(cls, mode: str, device: torch.device) -> "Precision":
-        """auto: fp16 on CUDA, fp32 on CPU. DEVELOPERS.md reports bf16 autocast slowing CPU training of
-        resnet18 and densenet121; a quick probe of ours (taken while another job shared the CPU)
-        disagreed, so the CPU default stays fp32 until the benchmark issue settles it per backbone."""
+        """auto: fp16 on CUDA, fp32 on CPU. On CPU bf16 is a per-backbone choice, not a default: `bench
+        speed` (BENCHMARKS.md, 64 px, this AVX-512 BF16 host) measured bf16 + channels_last training
+        1.3-1.4x faster than fp32 for resnet18 and densenet121 but 0.6x for efficientnet_b0 and 0.9x for
+        convnext_atto (depthwise convolutions), so the demo config sets it per backbone."""
         if mode == "auto":
             mode = "fp16" if device.type == "cuda" else "fp32"
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[mode]
