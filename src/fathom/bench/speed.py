@@ -34,6 +34,7 @@ from fathom.models.net import FathomNet
 from fathom.train.data import EpochSampler, FrameDataset, ImageCache, make_loader, train_transform
 from fathom.train.loop import to_device, train_one_epoch
 from fathom.train.loss import FathomLoss
+from fathom.train.optimizer import make_optimizer
 from fathom.train.precision import Precision
 
 
@@ -109,7 +110,7 @@ def step_throughput(backbone: str, size: int, batch: int, variant: Variant, devi
     images = to_device(torch.randn(batch, 3, size, size), device, variant.channels_last)
     fine, sup = torch.zeros(batch, N_FINE, device=device), torch.zeros(batch, N_SUPER, device=device)
     loss_fn = FathomLoss(np.ones(N_FINE, np.float32)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer("adamw", model.parameters(), 1e-4, 0.05, device)
 
     def train_step():
         with precision.autocast():
@@ -166,18 +167,40 @@ def loader_throughput(loader: DataLoader) -> float:
 
 
 def epoch_throughput(backbone: str, loader: DataLoader, variant: Variant, device: torch.device,
-                     model_kwargs: dict | None = None) -> float:
+                     model_kwargs: dict | None = None, profile: dict | None = None, naive: bool = False) -> float:
     """Images/s of a training epoch (loader + step), measured by the training loop itself on the second
-    epoch: the first pays one-off costs (kernel selection, allocator growth, page cache)."""
+    epoch: the first pays one-off costs (kernel selection, allocator growth, page cache). Given a dict,
+    `profile`, a third epoch runs under torch.profiler (its overhead touches no reported speed) and
+    `profile` receives its summary. `naive`: torch's default (unfused) AdamW step, as the seeds ran it."""
     model = make_model(backbone, variant, device, model_kwargs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=1e-4) if naive  # the seed projects' unfused step
+                 else make_optimizer("adamw", model.parameters(), 1e-4, 0.05, device))
     scheduler = type("NoSchedule", (), {"step_update": lambda self, step: None})()
     loss_fn = FathomLoss(np.ones(N_FINE, np.float32)).to(device)
     precision = Precision.decide(variant.amp, device)
-    for _ in range(2):
-        stats, _ = train_one_epoch(model, loader, loss_fn, optimizer, scheduler, precision, 0,
-                                   channels_last=variant.channels_last, progress=False)
-    return stats["train_images_per_s"]
+
+    def epoch():
+        return train_one_epoch(model, loader, loss_fn, optimizer, scheduler, precision, 0,
+                               channels_last=variant.channels_last, progress=False)[0]["train_images_per_s"]
+
+    speed = [epoch() for _ in range(2)][-1]
+    if profile is not None:
+        start = time.perf_counter()
+        with torch.profiler.profile() as profiler:
+            epoch()
+        profile.update(profile_summary(profiler, time.perf_counter() - start))
+    return speed
+
+
+def profile_summary(profiler, epoch_s: float, top: int = 8) -> dict:
+    """Where a profiled epoch's time went: the share spent waiting for the loader's next batch, and
+    the ops with the most self time (ms)."""
+    events = profiler.key_averages()
+    wait_us = sum(e.cpu_time_total for e in events if e.key.startswith("enumerate(DataLoader)"))
+    ops = sorted((e for e in events if not e.key.startswith("enumerate(DataLoader)")),
+                 key=lambda e: -e.self_cpu_time_total)[:top]
+    return {"epoch_s": epoch_s, "data_wait_share": wait_us / 1e6 / epoch_s,
+            "top_ops_ms": {e.key: e.self_cpu_time_total / 1e3 for e in ops}}
 
 
 def peak_rss_mib(pid: int) -> float | None:
@@ -227,6 +250,7 @@ def bench_backbone(backbone: str, size: int, cfg: TrainConfig, paths: list[str],
                    device: torch.device, compile_too: bool, peaks: dict[str, float]) -> dict:
     """Every measurement of one backbone at one image size (see the module docstring)."""
     own = cfg.for_backbone(backbone)  # its by_backbone precision and model_kwargs, as training uses them
+    profile = {}
     kwargs = own.model_kwargs
     reference = FathomNet(backbone, pretrained=False, model_kwargs=kwargs)
     flops, data = forward_flops(reference, size), reference.data_config()
@@ -247,9 +271,12 @@ def bench_backbone(backbone: str, size: int, cfg: TrainConfig, paths: list[str],
                "loader_ours_img_s": loader_throughput(pair["ours"]),
                "loader_naive_img_s": loader_throughput(pair["naive"]),
                "ours_variant": ours_variant.name,
-               "epoch_ours_img_s": epoch_throughput(backbone, pair["ours"], ours_variant, device, kwargs),
-               "epoch_naive_img_s": epoch_throughput(backbone, pair["naive"], Variant("fp32", False), device, kwargs)}
+               "epoch_ours_img_s": epoch_throughput(backbone, pair["ours"], ours_variant, device, kwargs,
+                                                    profile=profile),
+               "epoch_naive_img_s": epoch_throughput(backbone, pair["naive"], Variant("fp32", False), device, kwargs,
+                                                     naive=True)}
     row["speedup"] = row["epoch_ours_img_s"] / row["epoch_naive_img_s"]
+    row["profile_ours"] = profile
     row["loader_over_step"] = row["loader_ours_img_s"] / next(s["train_img_s"] for s in steps
                                                               if s["variant"] == ours_variant.name)
     return row

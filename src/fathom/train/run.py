@@ -44,6 +44,7 @@ from fathom.train.data import EpochSampler, FrameDataset, ImageCache, eval_trans
 from fathom.train.distributed import Distributed
 from fathom.train.loop import predict, train_one_epoch
 from fathom.train.loss import FathomLoss, pos_weights
+from fathom.train.optimizer import make_optimizer
 from fathom.train.precision import Precision
 from fathom.train.tracking import Tracker, wanted
 
@@ -149,8 +150,7 @@ class FoldTrainer:
                            "eval": eval_transform(cfg.image_size, data_cfg["mean"], data_cfg["std"])}
         loss_fn = FathomLoss(pos_weights(self.targets["train"][0], cfg.pos_weight_power, cfg.pos_weight_cap),
                              cfg.super_weight, cfg.label_smoothing).to(self.device)
-        make_optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg.optimizer]
-        optimizer = make_optimizer(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, self.device)
         per_rank = len(self.files["train"]) // self.dist.world
         batches = per_rank // cfg.batch_size if per_rank > cfg.batch_size else 1
         steps = math.ceil(batches / cfg.grad_accum)
