@@ -30,12 +30,21 @@ def load(args, check_images: bool = True):
                         allow_missing_images=getattr(args, "allow_missing_images", False))
 
 
-def cmd_bench_speed(args) -> int:
+def record_bench(result: dict, out: Path | None) -> None:
+    """Add the command, commit and date to a benchmark's result and write it to `out` (JSON) if given."""
     from fathom.atomic import write_json
+    from fathom.provenance import git_commit
+
+    result.update(command="python -m fathom " + " ".join(sys.argv[1:]), git_commit=git_commit(),
+                  date=datetime.date.today().isoformat())
+    if out:
+        write_json(result, out)
+
+
+def cmd_bench_speed(args) -> int:
     from fathom.bench.speed import run_speed_bench, training_peak_rss
     from fathom.bench.tables import speed_tables
     from fathom.config import load_config
-    from fathom.provenance import git_commit
 
     cfg = load_config(args.config)
     backbones = args.backbones or cfg.backbones
@@ -43,44 +52,32 @@ def cmd_bench_speed(args) -> int:
     if args.rss_folds:
         result["peak_rss_mib"] = {b: training_peak_rss(args.data, args.rss_folds, args.config, b, ["epochs=1"])
                                   for b in backbones}
-    result.update(command="python -m fathom " + " ".join(sys.argv[1:]), git_commit=git_commit(),
-                  date=datetime.date.today().isoformat())
-    if args.out:
-        write_json(result, args.out)
+    record_bench(result, args.out)
     print(speed_tables(result))
     return 0
 
 
 def cmd_bench_quality(args) -> int:
-    from fathom.atomic import write_json
     from fathom.bench.quality import run_quality_bench
     from fathom.bench.tables import quality_table
     from fathom.config import load_config
     from fathom.folds import read_folds
-    from fathom.provenance import git_commit
 
     dataset = load(args)
     folds = read_folds(args.folds, dataset.train["id"])
     result = run_quality_bench(dataset, folds, load_config(args.config, args.overrides), args.runs)
-    result.update(command="python -m fathom " + " ".join(sys.argv[1:]), git_commit=git_commit(),
-                  date=datetime.date.today().isoformat())
-    if args.out:
-        write_json(result, args.out)
+    record_bench(result, args.out)
     print(quality_table(result))
     return 0
 
 
 def cmd_bench_scale(args) -> int:
-    from fathom.atomic import write_json
     from fathom.bench.scale import plot_scale, run_scale_bench
     from fathom.bench.tables import scale_table
-    from fathom.provenance import git_commit
 
     result = run_scale_bench(args.config, args.backbone, args.images, args.sizes, args.n_eval)
-    result.update(command="python -m fathom " + " ".join(sys.argv[1:]), git_commit=git_commit(),
-                  date=datetime.date.today().isoformat())
+    record_bench(result, args.out)
     if args.out:
-        write_json(result, args.out)
         plot_scale(result, args.out.with_suffix(".png"))
     print(scale_table(result))
     return 0
