@@ -78,21 +78,21 @@ class FrameDataset(Dataset):
     """Cached frames with their fine and super multi-hot targets (zeros for unlabeled eval images).
 
     The augmentation of item i in epoch e is seeded from (seed, e, i): the same run, resumed or not,
-    with any number of workers, sees the same images. Items are asked for by index (epoch
-    `self.epoch`) or, from an `EpochSampler`, by (epoch, index): the epoch then travels with the index,
-    so persistent loader workers need no copy of the dataset per epoch.
+    with any number of workers, sees the same images. Items are asked for by index (epoch 0: prediction)
+    or, from an `EpochSampler`, by (epoch, index): the epoch travels with the index, so persistent
+    loader workers need no copy of the dataset per epoch.
     """
 
     def __init__(self, cache_files: Sequence[Path], fine: np.ndarray, sup: np.ndarray, transform: A.Compose,
                  seed: int = 0):
         self.files, self.fine, self.sup, self.transform = list(cache_files), fine, sup, transform
-        self.seed, self.epoch = seed, 0
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, key: int | tuple[int, int]):
-        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        epoch, i = key if isinstance(key, tuple) else (0, key)
         self.transform.set_random_seed((self.seed * 1_000_003 + epoch * 10_007 + i) % 2**32)
         image = self.transform(image=np.load(self.files[i]))["image"]
         return image, torch.from_numpy(self.fine[i]), torch.from_numpy(self.sup[i])

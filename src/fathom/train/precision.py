@@ -18,8 +18,8 @@ class Precision:
     def decide(cls, mode: str, device: torch.device) -> "Precision":
         """auto: fp16 on CUDA, fp32 on CPU. On CPU bf16 is a per-backbone choice, not a default: `bench
         speed` (BENCHMARKS.md, 64 px, this AVX-512 BF16 host) measured bf16 + channels_last training
-        1.3-1.4x faster than fp32 for resnet18 and densenet121 but 0.6x for efficientnet_b0 and 0.9x for
-        convnext_atto (depthwise convolutions), so the demo config sets it per backbone."""
+        1.5-1.6x faster than fp32 channels_last for resnet18 and densenet121, but 0.5x for efficientnet_b0
+        (depthwise convolutions) and level for convnext_atto, so the demo config sets it per backbone."""
         if mode == "auto":
             mode = "fp16" if device.type == "cuda" else "fp32"
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[mode]
