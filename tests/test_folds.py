@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -57,3 +58,14 @@ def test_read_folds_needs_every_train_id_and_drops_skipped_ones(demo_dir, tmp_pa
     folds.iloc[3:].to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(DataError, match="3 train ids have no fold"):
         read_folds(tmp_path / "short.csv", ds.train["id"])
+
+
+def test_folds_files_are_byte_identical_across_runs(demo_dir, tmp_path):
+    """Same data and seed: the same bytes, whatever Python's hash seed (set and dict order must not leak)."""
+    written = []
+    for n, hash_seed in enumerate(("1", "2")):
+        out = tmp_path / f"folds{n}.csv"
+        subprocess.run([sys.executable, "-m", "fathom", "folds", "--data", demo_dir, "--out", out], check=True,
+                       capture_output=True, env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        written.append(out.read_bytes())
+    assert written[0] == written[1]

@@ -41,9 +41,12 @@ def test_off_unless_asked(monkeypatch):
     tracker.finish()
 
 
-def test_offline_run_logs_metrics_and_never_the_key(wandb_env, demo_dir, tmp_path):
+def test_offline_run_logs_metrics_and_never_the_key(wandb_env, demo_dir, tmp_path, caplog, capfd):
     cfg, dataset, folds = tiny(tmp_path, demo_dir)  # WANDB_API_KEY in the environment turns tracking on
-    train(cfg, dataset, folds, tmp_path / "runs")
+    with caplog.at_level(logging.DEBUG):
+        train(cfg, dataset, folds, tmp_path / "runs")
+    printed = capfd.readouterr()
+    assert SECRET not in caplog.text + printed.out + printed.err  # logs and console
     logs = list((tmp_path / "runs" / "tracked" / "wandb").rglob("*.wandb"))
     assert logs, "wandb wrote no offline run"
     assert b"fold_0/val_map20" in logs[0].read_bytes()

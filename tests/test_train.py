@@ -12,7 +12,7 @@ from fathom.config import TrainConfig, load_config
 from fathom.data.labels import fine_multi_hot
 from fathom.data.layout import load_dataset
 from fathom.demo.make import make_demo
-from fathom.errors import DataError
+from fathom.errors import DataError, FathomError
 from fathom.folds import make_folds
 from fathom.metric import map_at_k_from_probs
 from fathom.models.prior import fit_prior
@@ -121,3 +121,41 @@ def test_a_short_demo_training_beats_the_frequency_prior(tmp_path):
                               cache_dir=str(tmp_path / "cache"))
     scores = train(cfg, dataset, folds, tmp_path / "runs")
     assert scores["resnet18"] > scores["prior"] + 0.03, scores
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    dataset, folds = tiny
+    cfg = tiny_config(tmp_path, epochs=3)
+    original = run_module.FathomLoss.forward
+    batches = {"n": 0}
+    per_epoch = 40 // cfg.batch_size
+
+    def diverges_in_second_epoch(self, logits, fine, sup):
+        out = original(self, logits, fine, sup)
+        if torch.is_grad_enabled():
+            batches["n"] += 1
+            if batches["n"] > per_epoch:
+                out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(run_module.FathomLoss, "forward", diverges_in_second_epoch)
+    with pytest.raises(FathomError, match=r"e1: loss became nan at batch 0; the last good checkpoint is kept"):
+        train(cfg, dataset, folds, tmp_path / "runs")
+    fold = tmp_path / "runs" / "tiny" / "resnet18" / "fold_0"
+    assert load_checkpoint(fold / "last.pt")["epoch"] == 0 and load_checkpoint(fold / "best.pt")["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(fold / "last.pt")["model"].values()
+               if v.is_floating_point())
+    assert not (fold / "done.json").exists()
+
+
+def test_the_same_seed_gives_identical_oof_predictions_on_cpu(tiny, tmp_path):
+    dataset, folds = tiny
+    cfg = tiny_config(tmp_path, workers=1)
+    for name in ("first", "second"):
+        train(cfg, dataset, folds, tmp_path / name)
+    a, b = (Predictions.load(tmp_path / name / "tiny" / "oof" / "resnet18.npz") for name in ("first", "second"))
+    assert list(a.ids) == list(b.ids)
+    assert np.array_equal(a.fine, b.fine) and np.array_equal(a.super, b.super)
+    changed = dataclasses.replace(cfg, seed=4)
+    train(changed, dataset, folds, tmp_path / "third")
+    assert not np.array_equal(a.fine, Predictions.load(tmp_path / "third" / "tiny" / "oof" / "resnet18.npz").fine)

@@ -38,6 +38,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete what writes killed mid-way (SIGKILL, power loss) left in `folder`: the temporary files of
+    `atomic_path`, never a finished output. Call it only where no other process is writing."""
+    leftovers = sorted(Path(folder).glob(".*.tmp"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     """`open()` whose result appears at `path` only once the block finishes without error."""

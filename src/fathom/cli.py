@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from fathom import paths
-from fathom.errors import FathomError
+from fathom.errors import FathomError, one_line
 
 log = logging.getLogger("fathom")
 
@@ -368,5 +368,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except FathomError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         return 2

@@ -136,7 +136,9 @@ def load_config(config: str, overrides: list[str] = ()) -> TrainConfig:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise DataError(path, f"invalid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        raise DataError(path, f"invalid YAML: {getattr(err, 'problem', None) or ' '.join(str(err).split())}",
+                        where=f"line {mark.line + 1} column {mark.column + 1}" if mark else None) from None
     if not isinstance(values, dict):
         raise DataError(path, "expected a mapping of key: value")
     cfg = apply(TrainConfig(name=path.stem), values, str(path))

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def one_line(text: str) -> str:
+    """`text` without terminal colour codes and with every run of whitespace (newlines too) as one space:
+    library messages (torch's unpickling refusal, YAML's caret diagrams) span several lines."""
+    return " ".join(ANSI_ESCAPE.sub("", text).split())
 
 
 class FathomError(Exception):
@@ -17,7 +26,7 @@ class DataError(FathomError):
         self.where = where
         self.hint = hint
         location = f"{self.path}" + (f" ({where})" if where else "")
-        text = f"{location}: {message}"
+        text = f"{location}: {one_line(message)}"
         if hint:
             text += f" -- {hint}"
         super().__init__(text)

@@ -15,6 +15,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from fathom.atomic import write_csv
 from fathom.data.categories import Categories
 from fathom.data.labels import fine_multi_hot, super_multi_hot
+from fathom.data.tables import read_text_csv
 from fathom.errors import DataError
 
 
@@ -48,18 +49,19 @@ def write_folds(folds: pd.DataFrame, path: str | Path) -> None:
 def read_folds(path: str | Path, ids) -> pd.DataFrame:
     """Read `id,fold` and keep the rows of the given train ids; every one of them must have a fold."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "folds file not found", hint="build it with `python -m fathom folds`")
-    folds = pd.read_csv(path, dtype={"id": str})
-    if list(folds.columns) != ["id", "fold"]:
-        raise DataError(path, f"expected header 'id,fold', found {','.join(folds.columns)}", where="line 1")
-    if folds["id"].duplicated().any():
-        line = int(np.flatnonzero(folds["id"].duplicated())[0]) + 2
-        raise DataError(path, "duplicate id", where=f"line {line}")
+    folds = read_text_csv(path, ["id", "fold"], hint="build it with `python -m fathom folds`")
+    for line, value in zip(folds["line"], folds["fold"]):
+        if not value.strip().isdigit():
+            raise DataError(path, f"fold {value!r} is not a fold index (0, 1, ...)", where=f"line {line}")
+    folds["fold"] = folds["fold"].astype(np.int64)
+    duplicated = folds["id"].duplicated()
+    if duplicated.any():
+        first = folds[duplicated].iloc[0]
+        raise DataError(path, f"duplicate id {first['id']}", where=f"line {first['line']}")
     ids = set(ids)
     missing = ids - set(folds["id"])
     if missing:
         raise DataError(path, f"{len(missing)} train ids have no fold, e.g. {sorted(missing)[0]}",
                         hint="rebuild the folds for this data folder with `python -m fathom folds`")
     # Extra ids are images skipped by --allow-missing-images: the remaining ids keep their folds.
-    return folds[folds["id"].isin(ids)].reset_index(drop=True)
+    return folds.loc[folds["id"].isin(ids), ["id", "fold"]].reset_index(drop=True)

@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from fathom.constants import TOP_K
+from fathom.constants import SUBMISSION_COLUMNS, TOP_K
+from fathom.data.tables import read_text_csv
+from fathom.errors import DataError
 
 
 def tokens(cell) -> list[str]:
@@ -81,8 +83,14 @@ def score_frames(solution: pd.DataFrame, submission: pd.DataFrame) -> dict[str, 
 
 
 def read_scoring_csv(path) -> pd.DataFrame:
-    """Read a solution or submission CSV keeping categories as the raw strings the scorer splits."""
-    return pd.read_csv(path, dtype={"id": str, "categories": str}, keep_default_na=False)
+    """Read a solution or submission CSV (id,categories,osd) keeping categories as the raw strings the
+    scorer splits; osd as floats. Errors name the file and line."""
+    table = read_text_csv(path, SUBMISSION_COLUMNS)
+    osd = pd.to_numeric(table["osd"], errors="coerce")
+    if osd.isna().any():
+        first = table[osd.isna()].iloc[0]
+        raise DataError(path, f"osd {first['osd']!r} is not a number", where=f"line {first['line']}")
+    return table.assign(osd=osd.astype(float)).drop(columns="line")
 
 
 def map_at_k_from_probs(probs: np.ndarray, targets: np.ndarray, k: int = TOP_K) -> float:

@@ -52,11 +52,17 @@ class Predictions:
         path = Path(path)
         if not path.is_file():
             raise DataError(path, "prediction file not found")
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"ids", "fine", "super"} - set(data.files)
-            if missing:
-                raise DataError(path, f"missing arrays {sorted(missing)}")
-            return cls(data["ids"], data["fine"], data["super"], data["osd"] if "osd" in data.files else None)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = {"ids", "fine", "super"} - set(data.files)
+                if missing:
+                    raise DataError(path, f"missing arrays {sorted(missing)}")
+                return cls(data["ids"], data["fine"], data["super"], data["osd"] if "osd" in data.files else None)
+        except DataError:
+            raise
+        except Exception as err:  # a truncated zip, a pickled array, shapes that disagree
+            raise DataError(path, f"unreadable prediction file ({err.__class__.__name__}: {str(err)[:160]})",
+                            hint="delete it and run the step that writes it again") from None
 
 
 def mean_of(predictions: list[Predictions], ids: Sequence[str]) -> Predictions:

@@ -62,7 +62,11 @@ def submission_problems(
 ) -> list[str]:
     """Everything wrong with a submission's CSV text, each as 'line N: ...'; empty when valid."""
     problems: list[str] = []
-    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))  # newline="": as csv needs
+    try:
+        rows = list(reader)
+    except csv.Error as err:  # e.g. a NUL byte or a lone quote at the end
+        return [f"line {reader.line_num}: not a CSV file ({err})"]
     if not rows or rows[0] != SUBMISSION_COLUMNS:
         header = ",".join(rows[0]) if rows else "(empty file)"
         return [f"line 1: header must be {','.join(SUBMISSION_COLUMNS)!r}, found {header!r}"]

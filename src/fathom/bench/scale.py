@@ -57,11 +57,13 @@ def run_scale_bench(config: str, backbone: str, counts: list[int], sizes: list[i
 
 
 def plot_scale(result: dict, path: Path) -> None:
-    """Log-log panels: wall/fold seconds and peak RSS against images, and against image size."""
+    """Log-log panels of wall and fold seconds against images and against image size, each with peak RSS
+    on a linear axis from 0 (a fixed ~1 GiB of interpreter and libraries dominates it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, ScalarFormatter
 
     from fathom.atomic import atomic_path
 
@@ -74,11 +76,17 @@ def plot_scale(result: dict, path: Path) -> None:
         ax.loglog(part[x], part["wall_s"], "o-", label="wall s (whole command)")
         ax.loglog(part[x], part["fold_s"], "s-", label="fold s (1 epoch + predictions)")
         ax.set_xlabel(label)
-        ax.set_ylabel("seconds")
+        ax.set_ylabel("seconds (log)")
+        ax.xaxis.set_major_locator(FixedLocator(part[x].tolist()))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(True, which="both", alpha=0.3)
         twin = ax.twinx()
-        twin.loglog(part[x], part["peak_rss_mib"], "^--", color="tab:red", label="peak RSS MiB")
-        twin.set_ylabel("peak RSS (MiB)", color="tab:red")
+        twin.plot(part[x], part["peak_rss_mib"], "^--", color="tab:red", label="peak RSS MiB")
+        twin.set_ylim(0, part["peak_rss_mib"].max() * 1.15)
+        twin.set_ylabel("peak RSS (MiB, linear)", color="tab:red")
         ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(f"{result['backbone']} ({result['config']} config): one epoch of fold 0")
     fig.tight_layout()

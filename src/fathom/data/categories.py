@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fathom.constants import N_FINE, N_SUPER
+from fathom.data.tables import read_text_csv
 from fathom.errors import DataError
 
 
@@ -47,15 +48,12 @@ def load_categories(path: str | Path) -> Categories:
     Super-category indices follow sorted super-category names, so they are stable across runs.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found", hint="point --data at the competition folder")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    missing = {"id", "name", "supercat"} - set(df.columns)
-    if missing:
-        raise DataError(path, f"missing columns {sorted(missing)}; found {list(df.columns)}", where="header")
-    for row, value in zip(range(2, len(df) + 2), df["id"]):
+    df = read_text_csv(path, ["id", "name", "supercat"], hint="point --data at the competition folder")
+    for row, value, supercat in zip(df["line"], df["id"], df["supercat"]):
         if not value.strip().isdigit():
             raise DataError(path, f"id {value!r} is not a positive integer", where=f"line {row}")
+        if not supercat.strip():
+            raise DataError(path, "empty supercat", where=f"line {row}")
     df["id"] = df["id"].astype(int)
     duplicated = df["id"].duplicated()
     if duplicated.any():

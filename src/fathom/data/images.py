@@ -6,6 +6,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
@@ -16,9 +17,14 @@ EXAMPLES = 3
 
 
 def open_rgb(path: str, at_least: int) -> Image.Image:
-    """Decode an image as RGB; JPEGs decode at reduced size when both sides stay >= 2 * `at_least`."""
+    """Decode an image as 8-bit RGB, whatever its mode: grayscale, palette and RGBA frames convert (alpha
+    is dropped), 16-bit grayscale keeps its top 8 bits (PIL's own conversion would clip it to white).
+    JPEGs decode at reduced size when both sides stay >= 2 * `at_least`."""
     with Image.open(path) as image:
         image.draft("RGB", (at_least * 2, at_least * 2))  # PNG ignores draft
+        if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+            wide = np.asarray(image, dtype=np.uint32)
+            image = Image.fromarray((wide >> 8 if wide.max() > 255 else wide).clip(0, 255).astype(np.uint8))
         return image.convert("RGB")
 
 
@@ -32,7 +38,7 @@ def unusable_reason(path: str) -> str | None:
     try:
         with Image.open(p) as image:
             image.size  # header parsed; full decode happens at load time
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return f"not an image ({err.__class__.__name__})"
     return None
 

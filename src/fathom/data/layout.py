@@ -17,6 +17,7 @@ import pandas as pd
 from fathom import constants as C
 from fathom.data.categories import Categories, load_categories
 from fathom.data.images import drop_or_raise_unusable
+from fathom.data.tables import read_text_csv
 from fathom.errors import DataError
 
 SPLIT_JSON = {"train": C.TRAIN_JSON, "eval": C.EVAL_JSON}
@@ -88,12 +89,7 @@ def parse_categories_cell(cell: str) -> list[int]:
 
 def read_train_csv(path: Path, categories: Categories) -> pd.DataFrame:
     """train.csv -> DataFrame(id, categories, line); every error names its line."""
-    if not path.is_file():
-        raise DataError(path, "file not found", hint="expected the Kaggle layout: multilabel_classification/train.csv")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    if list(df.columns) != ["id", "categories"]:
-        raise DataError(path, f"expected header 'id,categories', found {','.join(df.columns)}", where="line 1")
-    df["line"] = range(2, len(df) + 2)
+    df = read_text_csv(path, ["id", "categories"], hint="expected the Kaggle layout: multilabel_classification/train.csv")
     known = set(categories.ids.tolist())
     parsed = []
     for line, image_id, cell in zip(df["line"], df["id"], df["categories"]):
@@ -147,10 +143,10 @@ def read_json(path: Path) -> dict:
     return data
 
 
-def read_coco_images(path: Path) -> pd.DataFrame:
-    """COCO 'images' -> DataFrame(id, image_id, file_name, width, height)."""
+def read_coco_images(path: Path, data: dict | None = None) -> pd.DataFrame:
+    """COCO 'images' -> DataFrame(id, image_id, file_name, width, height); `data`: the file, if read."""
     rows = []
-    for n, image in enumerate(read_json(path)["images"]):
+    for n, image in enumerate((data or read_json(path))["images"]):
         where = f"images[{n}]"
         if not isinstance(image, dict):
             raise DataError(path, "expected an object", where=where)
@@ -160,9 +156,12 @@ def read_coco_images(path: Path) -> pd.DataFrame:
         name = image["file_name"]
         if not isinstance(name, str) or not name or Path(name).name != name:
             raise DataError(path, f"file_name {name!r} must be a plain file name", where=where)
+        if not isinstance(image["id"], (int, str)) or isinstance(image["id"], bool):
+            raise DataError(path, f"id {image['id']!r} must be an integer", where=where)
         for key in ("width", "height"):
-            if not isinstance(image[key], (int, float)) or isinstance(image[key], bool) or image[key] <= 0:
-                raise DataError(path, f"{key} {image[key]!r} is not a positive number", where=where)
+            value = image[key]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+                raise DataError(path, f"{key} {value!r} is not a positive number", where=where)
         rows.append((Path(name).stem, image["id"], name, int(image["width"]), int(image["height"])))
     df = pd.DataFrame(rows, columns=["id", "image_id", "file_name", "width", "height"])
     for column in ("id", "image_id"):
@@ -179,11 +178,17 @@ def load_boxes(root: str | Path, categories: Categories | None = None) -> pd.Dat
     path = root / C.TRAIN_JSON
     categories = categories or load_categories(root / C.CATEGORY_KEY)
     data = read_json(path)
-    uuid_of = {image["id"]: Path(image["file_name"]).stem for image in data["images"]}
+    images = read_coco_images(path, data)
+    uuid_of = dict(zip(images["image_id"], images["id"]))
     known = set(categories.ids.tolist())
+    annotations = data.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise DataError(path, "'annotations' must be a list", where="annotations")
     rows = []
-    for n, ann in enumerate(data.get("annotations", [])):
+    for n, ann in enumerate(annotations):
         where = f"annotations[{n}]"
+        if not isinstance(ann, dict):
+            raise DataError(path, "expected an object", where=where)
         try:
             x, y, w, h = (float(v) for v in ann["bbox"])
             category = float(ann["category_id"])
@@ -194,5 +199,8 @@ def load_boxes(root: str | Path, categories: Categories | None = None) -> pd.Dat
             raise DataError(path, "bbox must be 4 numbers and category_id a number", where=where) from None
         if category not in known:
             raise DataError(path, f"unknown category_id {ann['category_id']!r}", where=where)
+        if not (min(w, h) >= 0 and max(abs(x), abs(y), w, h) < math.inf):  # real ones: x = -1, height 0
+            raise DataError(path, f"bbox {ann['bbox']!r} must be [x, y, width, height], finite, with a size >= 0",
+                            where=where)
         rows.append((image, int(category), x, y, w, h))
     return pd.DataFrame(rows, columns=["id", "category_id", "x", "y", "w", "h"])

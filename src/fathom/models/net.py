@@ -18,6 +18,7 @@ class FathomNet(nn.Module):
     def __init__(self, backbone: str, pretrained: bool = False, weights: str | None = None, drop_rate: float = 0.0,
                  model_kwargs: dict | None = None):
         super().__init__()
+        self.backbone_name = backbone
         self.backbone = create_backbone(backbone, pretrained, weights, model_kwargs)
         features = self.backbone.num_features
         self.dropout = nn.Dropout(drop_rate)
@@ -36,6 +37,21 @@ class FathomNet(nn.Module):
         for head, frequency in ((self.fine, fine_frequency), (self.super, super_frequency)):
             p = torch.as_tensor(frequency, dtype=torch.float32).clamp(floor, 1 - floor)
             head.bias.copy_(torch.log(p / (1 - p)))
+
+    @torch.no_grad()
+    def check_input_size(self, size: int) -> None:
+        """Fail early, naming the key, when `size` x `size` frames cannot pass through the backbone (too
+        small for its strides, or a fixed-size ViT): one forward of a blank frame on the CPU."""
+        was_training = self.training
+        self.eval()
+        try:
+            self(torch.zeros(1, 3, size, size, device=next(self.parameters()).device))
+        except (RuntimeError, AssertionError, ValueError) as err:
+            raise DataError("config", f"image_size {size} does not fit backbone {self.backbone_name!r} "
+                            f"({str(err).splitlines()[0][:160]})", where="image_size",
+                            hint="use a larger image_size (convolutional backbones need about 32 px or more)") from None
+        finally:
+            self.train(was_training)
 
     def data_config(self) -> dict:
         """timm's preprocessing for this backbone: mean, std, interpolation, crop."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pickle
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fathom.atomic import atomic_path
-from fathom.errors import DataError
+from fathom.errors import DataError, one_line
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
@@ -23,6 +25,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise DataError(path, "checkpoint not found") from None
+    except pickle.UnpicklingError as err:  # weights_only refused an object that is not a tensor or plain value
+        found = re.search(r"Unsupported global: (?:GLOBAL )?(\S+)", one_line(str(err)))
+        raise DataError(path, "unreadable checkpoint: weights_only=True refused an object that is not a tensor ("
+                        + (f"global {found.group(1)}" if found else "unpickling error") + ")",
+                        hint="delete it to retrain this fold; never load a file you do not trust with "
+                        "weights_only=False") from None
     except Exception as err:
         raise DataError(path, f"unreadable checkpoint ({err.__class__.__name__}: {str(err)[:200]})",
                         hint="delete it to retrain this fold") from None

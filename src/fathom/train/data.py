@@ -38,8 +38,9 @@ class ImageCache:
     def resize(self, path: str) -> np.ndarray:
         try:
             image = open_rgb(path, self.short_side)
-        except OSError as err:
-            raise DataError(path, f"cannot decode image ({err})", hint="re-download it or remove it from the data") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # PIL's ways to fail
+            raise DataError(path, f"cannot decode image ({err.__class__.__name__}: {err})",
+                            hint="re-download it or remove it from the data") from None
         scale = self.short_side / min(image.size)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         return np.asarray(image.resize(size, Image.BILINEAR, reducing_gap=3.0))

@@ -29,7 +29,7 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from torch.utils.data import Subset
 
-from fathom.atomic import atomic_open, write_csv, write_json
+from fathom.atomic import atomic_open, remove_temporaries, write_csv, write_json
 from fathom.config import TrainConfig, to_dict
 from fathom.constants import N_FINE, N_SUPER
 from fathom.data.labels import fine_multi_hot, super_multi_hot
@@ -141,6 +141,7 @@ class FoldTrainer:
         seed_everything(cfg.seed + self.fold)
         model = FathomNet(self.backbone, cfg.pretrained, cfg.weights.get(self.backbone), cfg.drop_rate,
                           cfg.model_kwargs)
+        model.check_input_size(cfg.image_size)
         model.start_at_prior(self.targets["train"][0].mean(0), self.targets["train"][1].mean(0))
         model = model.to(self.device)
         if cfg.channels_last:
@@ -166,6 +167,8 @@ class FoldTrainer:
         main = self.dist.is_main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
+            for leftover in remove_temporaries(self.out):
+                log.info("%s fold %d: removed %s, left by a killed write", self.backbone, self.fold, leftover.name)
             write_run_info(self.out, cfg, self.device, self.precision, self.dist.world)
         model, loss_fn, optimizer, scheduler, ema = self.build()
         trained = self.dist.wrap(model)
@@ -272,6 +275,9 @@ def train(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, b
 def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, backbones: list[str],
                 fold_ids: list[int], resume: bool, dist: Distributed) -> dict[str, float]:
     cache_files = build_cache(cfg, dataset, dist)
+    if dist.is_main:
+        for folder in (run_dir(runs, cfg.name), *(run_dir(runs, cfg.name) / split for split in ("oof", "test"))):
+            remove_temporaries(folder)  # fold folders are cleaned when their fold starts
     scores = {}
     for backbone in backbones:
         tracker = Tracker(dist.is_main and wanted(cfg.wandb), cfg.wandb_project, group=cfg.name,
