@@ -44,7 +44,7 @@ def test_cuda_variants_add_fp16_and_bf16():
 def test_quality_bench_tiny(demo_dir, tmp_path):
     """Every row of the ablation table comes out, scored on the demo solution, and each ablation really
     changes the one ingredient it names."""
-    from fathom.bench.quality import experiments, random_split, run_quality_bench
+    from fathom.bench.quality import METHODS, experiments, random_split, run_quality_bench
     from fathom.bench.tables import quality_table
     from fathom.folds import make_folds
 
@@ -59,8 +59,12 @@ def test_quality_bench_tiny(demo_dir, tmp_path):
         (["densenet121"], "adam", 1e-3, 0.0, 0.0, [0])
     split = random_split(dataset, 42)
     assert abs((split["fold"] == 0).mean() - 0.2) < 0.01
+    for key, (_, changes) in METHODS.items():  # each method experiment is the base with its option on
+        method = configs[key]
+        assert method.name == f"{base.name}-{key}" and all(getattr(method, k) == v for k, v in changes.items())
+        assert method.backbones == changes.get("backbones", ["resnet18"]) and method.epochs == base.epochs
 
-    result = run_quality_bench(dataset, folds, base, tmp_path / "runs")
+    result = run_quality_bench(dataset, folds, base, tmp_path / "runs", methods=False)  # methods: test_methods
     rows = {r["row"]: r for r in result["rows"]}
     assert list(rows) == ["full recipe", "resnet18 alone", "resnet10t alone", "no class weighting", "no super head",
                           "no TTA", "equal weights", "no re-scoring", "untuned osd (1 - max prob)", "seed recipe"]

@@ -159,3 +159,14 @@ def test_the_same_seed_gives_identical_oof_predictions_on_cpu(tiny, tmp_path):
     changed = dataclasses.replace(cfg, seed=4)
     train(changed, dataset, folds, tmp_path / "third")
     assert not np.array_equal(a.fine, Predictions.load(tmp_path / "third" / "tiny" / "oof" / "resnet18.npz").fine)
+
+
+def test_deterministic_switches_torch_to_deterministic_kernels_and_back(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        run_module.seed_everything(0, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert run_module.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        run_module.seed_everything(0)
+    assert not torch.are_deterministic_algorithms_enabled()

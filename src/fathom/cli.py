@@ -65,7 +65,8 @@ def cmd_bench_quality(args) -> int:
 
     dataset = load(args)
     folds = read_folds(args.folds, dataset.train["id"])
-    result = run_quality_bench(dataset, folds, load_config(args.config, args.overrides), args.runs)
+    result = run_quality_bench(dataset, folds, load_config(args.config, args.overrides), args.runs,
+                               methods=not args.no_methods)
     record_bench(result, args.out)
     print(quality_table(result))
     return 0
@@ -261,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=Path, required=True, help="id,fold file of the data")
     p.add_argument("--config", default="demo", help="the full recipe's config (default: %(default)s)")
     p.add_argument("--runs", type=Path, default=paths.runs_dir(), help="its experiments (finished folds are reused)")
+    p.add_argument("--no-methods", action="store_true", help="leave out the method rows (one option each)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=2")
     p.set_defaults(func=cmd_bench_quality)

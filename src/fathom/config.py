@@ -16,6 +16,13 @@ from fathom.errors import DataError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 AMP_MODES = ("auto", "fp16", "bf16", "fp32")
+CHOICES = {  # keys with a fixed set of values; the modules that act on them read their names here
+    "amp": AMP_MODES,
+    "optimizer": ("adamw", "adam"),
+    "loss": ("bce", "asl", "focal"),
+    "sampler": ("uniform", "balanced"),
+    "head": ("linear", "mlp"),
+}
 EXPERIMENT_KEYS = {"name", "backbones", "folds", "cache_dir", "by_backbone"}  # not settable per backbone
 
 
@@ -34,9 +41,22 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     super_weight: float = 0.5  # lambda: loss = fine + lambda * super
-    pos_weight_power: float = 0.5  # pos_weight_c = min(cap, ((N - n_c) / n_c) ** power)
+    loss: str = "bce"  # bce | asl | focal (timm's AsymmetricLossMultiLabel; focal = its symmetric case)
+    asl_gamma_neg: float = 4.0
+    asl_gamma_pos: float = 1.0
+    asl_clip: float = 0.05
+    focal_gamma: float = 2.0
+    pos_weight_power: float = 0.5  # pos_weight_c = min(cap, ((N - n_c) / n_c) ** power); 0 = unweighted
     pos_weight_cap: float = 10.0
     label_smoothing: float = 0.0
+    logit_adjustment: float = 0.0  # tau: the loss adds tau * log-odds(class frequency) to the fine logits
+    sampler: str = "uniform"  # uniform | balanced (repeat-factor weights: rare-category images drawn more)
+    repeat_threshold: float = 0.1  # balanced: a category in a share f < t of the images repeats sqrt(t / f) x
+    mixup_alpha: float = 0.0  # > 0: mixup of images and their multi-hot targets (timm's Mixup)
+    cutmix_alpha: float = 0.0  # > 0: cutmix (with both on, each batch takes one of the two)
+    mix_prob: float = 1.0  # share of batches mixed
+    head: str = "linear"  # linear | mlp (dropout -> linear -> BN -> ReLU -> linear, the ConvNeXt seed's)
+    head_hidden: int = 512
     drop_rate: float = 0.2  # dropout before the heads
     model_kwargs: dict = field(default_factory=dict)  # to timm.create_model, e.g. drop_path_rate
     amp: str = "auto"  # auto | fp16 | bf16 | fp32  (auto: fp16 on CUDA, fp32 on CPU; YAML's `off` means fp32)
@@ -47,6 +67,7 @@ class TrainConfig:
     ema_decay: float = 0.998
     patience: int = 0  # early stopping: epochs without a better validation MAP@20; 0 disables
     seed: int = 42
+    deterministic: bool = False  # CUDA: deterministic kernels only (bit-exact GPU runs, slower); CPU runs always are
     wandb: bool = False  # track with Weights & Biases (also on when WANDB_API_KEY is set); never required
     wandb_project: str = "fathomnet2023"
     workers: int = 2
@@ -63,18 +84,23 @@ class TrainConfig:
         return apply(self, {"by_backbone": {}, **self.by_backbone.get(backbone, {})}, f"by_backbone.{backbone}")
 
     def validate(self, source: str) -> None:
-        if self.amp not in AMP_MODES:
-            raise DataError(source, f"amp must be one of {', '.join(AMP_MODES)}, not {self.amp!r}", where="amp")
-        if self.optimizer not in ("adamw", "adam"):
-            raise DataError(source, f"optimizer must be adamw or adam, not {self.optimizer!r}",
-                            where="optimizer")
+        for key, allowed in CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise DataError(source, f"{key} must be one of {', '.join(allowed)}, not {getattr(self, key)!r}",
+                                where=key)
+        if (self.mixup_alpha or self.cutmix_alpha) and self.batch_size % 2:
+            raise DataError(source, "mixup and cutmix pair each image with another: batch_size must be even",
+                            where="batch_size")
+        for key in ("mixup_alpha", "cutmix_alpha", "label_smoothing", "logit_adjustment", "repeat_threshold"):
+            if getattr(self, key) < 0:
+                raise DataError(source, f"{key} must be >= 0", where=key)
         for backbone, values in self.by_backbone.items():
             shared = sorted(set(values) & EXPERIMENT_KEYS)
             if shared:
                 raise DataError(source, f"{', '.join(shared)} belong to the whole experiment, not one backbone",
                                 where=f"by_backbone.{backbone}")
             apply(dataclasses.replace(self, by_backbone={}), values, f"{source} (by_backbone.{backbone})")
-        for key in ("image_size", "epochs", "batch_size", "grad_accum"):
+        for key in ("image_size", "epochs", "batch_size", "grad_accum", "head_hidden"):
             if getattr(self, key) < 1:
                 raise DataError(source, f"{key} must be at least 1", where=key)
         if not self.tta_scales or min(self.tta_scales) <= 0:

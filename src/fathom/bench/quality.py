@@ -5,6 +5,7 @@ Experiments, trained with the engine (finished folds are reused, so a second run
                             super-category head
   <base>-no_class_weights   the same with plain BCE (pos_weight_power 0)
   <base>-no_super_head      the same with super_weight 0 (the head is there, untrained)
+  <base>-<method>           resnet18 alone (or a pixel baseline) with one method option on, see METHODS
   seed                      the seed projects' recipe: densenet121, plain BCE, Adam lr 1e-3 without weight
                             decay, no super head, one random 80/20 split; the other settings (image size,
                             epochs, augmentation, batch) are the base config's
@@ -21,6 +22,9 @@ Rows are ensembles of those experiments (fathom.ensemble.fit with one option cha
   no re-scoring             the strategy chosen among those without the super-category exponent
   untuned osd               osd = 1 - max probability (what a single model gives) instead of the choice
   seed recipe               osd 0.5 for every image (sAUC 0)
+  methods (METHODS)         one option of fathom's method set (pixel baselines, losses, sampler, logit
+                            adjustment, mixing, label smoothing, MLP head) on resnet18 alone: compare with
+                            the "resnet18 alone" row; `--no-methods` leaves them out
 Each row: MAP@20, sAUC and score of its submission on the demo's solution.csv, and its held-out OOF
 MAP@20 (each fold scored by the recipe tuned on the other folds; the seed's single model has nothing
 tuned, so its score on its 20% validation is already held out).
@@ -54,13 +58,34 @@ SEED_RECIPE = {"name": "seed", "backbones": ["densenet121"], "folds": [0], "pos_
                "super_weight": 0.0, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "by_backbone": {}}
 
 
-def experiments(base: TrainConfig) -> dict[str, TrainConfig]:
-    """The configs to train: the base and one ablation per training ingredient, and the seed recipe."""
+METHOD_BACKBONE = "resnet18"  # the method rows change one option of this backbone's recipe
+METHODS = {  # key: (row name, config changes)
+    "pixels_linear": ("pixels_linear (logistic regression on pixels)", {"backbones": ["pixels_linear"]}),
+    "pixels_mlp": ("pixels_mlp (fully connected net on pixels)", {"backbones": ["pixels_mlp"]}),
+    "balanced": (f"{METHOD_BACKBONE} + balanced sampler", {"sampler": "balanced"}),
+    "logit_adjustment": (f"{METHOD_BACKBONE} + logit adjustment (tau 1)", {"logit_adjustment": 1.0}),
+    "mixup": (f"{METHOD_BACKBONE} + mixup (alpha 0.4)", {"mixup_alpha": 0.4}),
+    "cutmix": (f"{METHOD_BACKBONE} + cutmix (alpha 1)", {"cutmix_alpha": 1.0}),
+    "label_smoothing": (f"{METHOD_BACKBONE} + label smoothing 0.1", {"label_smoothing": 0.1}),
+    "asl": (f"{METHOD_BACKBONE} + ASL", {"loss": "asl"}),
+    "focal": (f"{METHOD_BACKBONE} + focal loss", {"loss": "focal"}),
+    "mlp_head": (f"{METHOD_BACKBONE} + MLP head", {"head": "mlp"}),
+}
+
+
+def experiments(base: TrainConfig, methods: bool = True) -> dict[str, TrainConfig]:
+    """The configs to train: the base and one ablation per training ingredient, the seed recipe, and
+    (with `methods`) one single-backbone experiment per method option."""
     seed = {**base.by_backbone.get("densenet121", {}), **SEED_RECIPE}  # densenet121's own precision, if set
-    return {"full": base,
-            "no_class_weights": apply(base, {"name": f"{base.name}-no_class_weights", "pos_weight_power": 0.0}, "bench"),
-            "no_super_head": apply(base, {"name": f"{base.name}-no_super_head", "super_weight": 0.0}, "bench"),
-            "seed": apply(dataclasses.replace(base, by_backbone={}), seed, "bench (seed recipe)")}
+    configs = {"full": base,
+               "no_class_weights": apply(base, {"name": f"{base.name}-no_class_weights", "pos_weight_power": 0.0},
+                                         "bench"),
+               "no_super_head": apply(base, {"name": f"{base.name}-no_super_head", "super_weight": 0.0}, "bench"),
+               "seed": apply(dataclasses.replace(base, by_backbone={}), seed, "bench (seed recipe)")}
+    for key, (_, changes) in METHODS.items() if methods else ():
+        configs[key] = apply(base, {"name": f"{base.name}-{key}", "backbones": [METHOD_BACKBONE], **changes},
+                             f"bench ({key})")
+    return configs
 
 
 def random_split(dataset: Dataset, seed: int, share: float = 0.2) -> pd.DataFrame:
@@ -95,12 +120,13 @@ def row(name: str, dataset: Dataset, runs: Path, exp: str, models: int, seconds:
             "osd": "constant 0.5" if constant_osd else record["osd"]["method"], "tta": record["tta"]}
 
 
-def run_quality_bench(dataset: Dataset, folds: pd.DataFrame, base: TrainConfig, runs: Path) -> dict:
+def run_quality_bench(dataset: Dataset, folds: pd.DataFrame, base: TrainConfig, runs: Path,
+                      methods: bool = True) -> dict:
     """Train (or reuse) every experiment, then score every row. Needs the data's solution.csv."""
     if not (dataset.root / C.SOLUTION_CSV).is_file():
         raise DataError(dataset.root / C.SOLUTION_CSV, "the quality benchmark scores against a solution file",
                         hint="run it on the demo data (`python -m fathom demo-data`)")
-    configs = experiments(base)
+    configs = experiments(base, methods)
     for key, cfg in configs.items():
         start = time.perf_counter()
         split = random_split(dataset, cfg.seed) if key == "seed" else folds
@@ -121,4 +147,6 @@ def run_quality_bench(dataset: Dataset, folds: pd.DataFrame, base: TrainConfig, 
                  strategies=tuple(s for s in STRATEGIES if "re-scoring" not in s)),
              row("untuned osd (1 - max prob)", dataset, runs, full, n_full, seconds["full"], osd="max_prob"),
              row("seed recipe", dataset, runs, "seed", 1, seconds["seed"], tta=False, constant_osd=True)]
+    rows += [row(METHODS[key][0], dataset, runs, configs[key].name, len(base.folds), seconds[key])
+             for key in METHODS if key in configs]
     return {"base_config": dataclasses.asdict(base), "rows": rows}

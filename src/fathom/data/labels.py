@@ -27,3 +27,20 @@ def fine_multi_hot(category_lists: Iterable[Sequence[int]], categories: Categori
 def super_multi_hot(category_lists: Iterable[Sequence[int]], categories: Categories) -> np.ndarray:
     """[N, 20] targets: a super-category is positive when any of its fine categories is."""
     return multi_hot((categories.super_of(ids) for ids in category_lists), N_SUPER)
+
+
+def prior_log_odds(frequency: np.ndarray, floor: float = 1e-4) -> np.ndarray:
+    """log(p / (1 - p)) of class frequencies, clipped to [floor, 1 - floor] (unseen classes get the floor)."""
+    p = np.clip(np.asarray(frequency, dtype=np.float64), floor, 1 - floor)
+    return np.log(p / (1 - p)).astype(np.float32)
+
+
+def repeat_factors(targets: np.ndarray, threshold: float = 0.1) -> np.ndarray:
+    """LVIS repeat-factor sampling for multi-label images (Gupta et al. 2019): a category present in a share
+    f_c of the images gets r_c = max(1, sqrt(threshold / f_c)); an image gets the largest r_c of its
+    labels (1 without labels). Drawing images in proportion to r_i lifts rare categories while an
+    image keeps all its labels."""
+    frequency = np.asarray(targets, dtype=np.float64).mean(0)
+    per_class = np.maximum(1.0, np.sqrt(threshold / np.maximum(frequency, 1e-12)))
+    per_class[frequency == 0] = 1.0
+    return np.where(targets.any(1), (targets * per_class).max(1), 1.0)

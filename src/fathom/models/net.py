@@ -8,35 +8,54 @@ import timm
 import torch
 from torch import nn
 
+from fathom.config import CHOICES
 from fathom.constants import N_FINE, N_SUPER
+from fathom.data.labels import prior_log_odds
 from fathom.errors import DataError, FathomError
+from fathom.models.baselines import BASELINES
+
+
+HEADS = CHOICES["head"]
 
 
 class FathomNet(nn.Module):
-    """`forward(images)` returns {"fine": [B, 290], "super": [B, 20]} logits."""
+    """`forward(images)` returns {"fine": [B, 290], "super": [B, 20]} logits.
+
+    head `linear`: dropout, then one linear layer per label set. head `mlp` (the ConvNeXt seed recipe's):
+    dropout -> linear(features, head_hidden) -> BatchNorm -> ReLU, shared, then the two linear layers.
+    """
 
     def __init__(self, backbone: str, pretrained: bool = False, weights: str | None = None, drop_rate: float = 0.0,
-                 model_kwargs: dict | None = None):
+                 model_kwargs: dict | None = None, head: str = "linear", head_hidden: int = 512):
         super().__init__()
         self.backbone_name = backbone
         self.backbone = create_backbone(backbone, pretrained, weights, model_kwargs)
         features = self.backbone.num_features
         self.dropout = nn.Dropout(drop_rate)
+        if head == "mlp":
+            self.neck = nn.Sequential(nn.Linear(features, head_hidden), nn.BatchNorm1d(head_hidden), nn.ReLU(inplace=True))
+            features = head_hidden
+        elif head == "linear":
+            self.neck = nn.Identity()
+        else:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, not {head!r}")
         self.fine = nn.Linear(features, N_FINE)
         self.super = nn.Linear(features, N_SUPER)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        pooled = self.dropout(self.backbone(images))
+        pooled = self.neck(self.dropout(self.backbone(images)))
         return {"fine": self.fine(pooled), "super": self.super(pooled)}
 
     @torch.no_grad()
-    def start_at_prior(self, fine_frequency, super_frequency, floor: float = 1e-4) -> None:
+    def start_at_prior(self, fine_frequency, super_frequency, fine_shift: float = 0.0) -> None:
         """Set each head's bias to the log-odds of its class frequency (RetinaNet's prior init): the
         untrained model already predicts the label prior, and training spends its steps on telling
-        images apart instead of on learning the marginals (which matters most for short runs)."""
-        for head, frequency in ((self.fine, fine_frequency), (self.super, super_frequency)):
-            p = torch.as_tensor(frequency, dtype=torch.float32).clamp(floor, 1 - floor)
-            head.bias.copy_(torch.log(p / (1 - p)))
+        images apart instead of on learning the marginals (which matters most for short runs). Under
+        logit adjustment (the loss adds `fine_shift` x log-odds) the fine bias is (1 - fine_shift) x
+        log-odds, so the adjusted logits start at the prior too."""
+        for head, frequency, scale in ((self.fine, fine_frequency, 1.0 - fine_shift),
+                                       (self.super, super_frequency, 1.0)):
+            head.bias.copy_(scale * torch.as_tensor(prior_log_odds(frequency)))
 
     @torch.no_grad()
     def check_input_size(self, size: int) -> None:
@@ -62,7 +81,16 @@ def create_backbone(name: str, pretrained: bool, weights: str | None, model_kwar
     """A timm model without classifier. `weights` (a local .pth/.safetensors state dict, e.g. from a
     Kaggle dataset) wins over `pretrained`; it is loaded strictly (only the ImageNet classifier is
     dropped), so a missing or mismatched file is an error, never a silent random init.
-    `model_kwargs` go to `timm.create_model` (e.g. drop_path_rate)."""
+    `model_kwargs` go to `timm.create_model` (e.g. drop_path_rate). `pixels_linear` and `pixels_mlp` are
+    the pixel baselines (fathom.models.baselines: random init, their own keyword arguments)."""
+    if name in BASELINES:
+        if weights is not None:
+            raise DataError(weights, f"{name} is a pixel baseline without pretrained weights", where="weights",
+                            hint=f"remove weights.{name} from the config")
+        try:
+            return BASELINES[name](**(model_kwargs or {}))
+        except TypeError as err:
+            raise FathomError(f"backbone {name!r}: model_kwargs {model_kwargs}: {err}") from None
     kwargs = {**(model_kwargs or {}), "num_classes": 0}
     if weights is None:
         try:

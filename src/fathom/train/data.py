@@ -100,13 +100,18 @@ class FrameDataset(Dataset):
 
 
 class EpochSampler(Sampler):
-    """Training order for one loader kept over all epochs: `set_epoch(e)` draws epoch e's permutation
-    from (seed, e) alone, so a resumed run shuffles exactly as an uninterrupted one, and yields
-    (epoch, index) keys. Under DDP each rank takes its share (torch's DistributedSampler does the split)."""
+    """Training order for one loader kept over all epochs: `set_epoch(e)` draws epoch e's order from
+    (seed, e) alone, so a resumed run shuffles exactly as an uninterrupted one, and yields (epoch, index)
+    keys. Without `weights`, every image once per epoch in a random order (under DDP each rank takes its
+    share; torch's DistributedSampler does the split). With `weights` (e.g. repeat factors), as many
+    draws with replacement, image i with probability weights[i] / sum, dealt to the ranks in turn."""
 
-    def __init__(self, n: int, seed: int, world: int = 1, rank: int = 0):
+    def __init__(self, n: int, seed: int, world: int = 1, rank: int = 0, weights: np.ndarray | None = None):
         self.order = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed,
                                         drop_last=world > 1)
+        self.n, self.seed, self.world, self.rank = n, seed, world, rank
+        weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+        self.p = None if weights is None else weights / weights.sum()
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -116,9 +121,15 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         return len(self.order)
 
+    def indices(self) -> list[int]:
+        if self.p is None:
+            return list(self.order)
+        draws = np.random.default_rng([self.seed, self.epoch]).choice(self.n, size=self.n, p=self.p)
+        return draws[self.rank::self.world][: len(self)].tolist()
+
     def __iter__(self):
         epoch = self.epoch
-        return ((epoch, i) for i in self.order)
+        return ((epoch, i) for i in self.indices())
 
 
 def make_loader(dataset: Dataset, batch_size: int, train: bool, workers: int, device: torch.device,

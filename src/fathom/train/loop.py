@@ -22,8 +22,9 @@ def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -
 
 def train_one_epoch(model: nn.Module, loader, loss_fn: FathomLoss, optimizer, scheduler, precision: Precision,
                     step: int, grad_accum: int = 1, clip_grad: float = 0.0, ema=None, channels_last: bool = True,
-                    desc: str = "train", progress: bool = True) -> tuple[dict, int]:
-    """One epoch; returns ({train_loss, lr, images_per_s}, the optimiser step count)."""
+                    desc: str = "train", progress: bool = True, mix=None) -> tuple[dict, int]:
+    """One epoch; returns ({train_loss, lr, images_per_s}, the optimiser step count). `mix`, when given,
+    maps each batch's (images, fine, super) to a mixed batch (fathom.train.mixing)."""
     model.train()
     device = precision.device
     total, seen, start = 0.0, 0, time.perf_counter()
@@ -33,6 +34,8 @@ def train_one_epoch(model: nn.Module, loader, loss_fn: FathomLoss, optimizer, sc
     for i, (images, fine, sup) in enumerate(bar):
         images = to_device(images, device, channels_last)
         fine, sup = fine.to(device, non_blocking=True), sup.to(device, non_blocking=True)
+        if mix is not None:
+            images, fine, sup = mix(images, fine, sup)
         with precision.autocast():
             logits = model(images)
         loss = loss_fn(logits, fine, sup)["loss"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from fathom.config import CHOICES
+
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+assert set(OPTIMIZERS) == set(CHOICES["optimizer"])
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.Optimizer:

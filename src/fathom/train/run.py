@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import platform
 import random
 import time
@@ -32,7 +33,7 @@ from torch.utils.data import Subset
 from fathom.atomic import atomic_open, remove_temporaries, write_csv, write_json
 from fathom.config import TrainConfig, to_dict
 from fathom.constants import N_FINE, N_SUPER
-from fathom.data.labels import fine_multi_hot, super_multi_hot
+from fathom.data.labels import fine_multi_hot, prior_log_odds, repeat_factors, super_multi_hot
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.metric import map_at_k_from_probs
@@ -44,18 +45,26 @@ from fathom.train.data import EpochSampler, FrameDataset, ImageCache, eval_trans
 from fathom.train.distributed import Distributed
 from fathom.train.loop import predict, train_one_epoch
 from fathom.train.loss import FathomLoss, pos_weights
+from fathom.train.mixing import MultiLabelMix
 from fathom.train.optimizer import make_optimizer
 from fathom.train.precision import Precision
 from fathom.train.tracking import Tracker, wanted
 
 log = logging.getLogger(__name__)
 RUN_TIME_KEYS = ("workers", "cache_dir", "wandb", "tta_hflip", "tta_scales")  # change no trained weights
+FINGERPRINT_VERSION = 2  # bump when a TrainConfig default changes
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, numpy and torch; `deterministic` also restricts CUDA to deterministic kernels (cuBLAS
+    needs its workspace setting before its first call; an op without such a kernel warns)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def fold_dir(runs: Path, cfg: TrainConfig, backbone: str, fold: int) -> Path:
@@ -95,9 +104,13 @@ class FoldTrainer:
         self.loaders: dict[str, torch.utils.data.DataLoader] = {}
 
     def fingerprint(self) -> str:
-        """What a finished fold depends on: its resolved config (less run-time plumbing) and its images."""
-        settings = {k: v for k, v in to_dict(self.cfg).items() if k not in RUN_TIME_KEYS}
-        content = json.dumps([settings, *(list(map(str, self.files[s])) for s in ("train", "valid", "eval"))])
+        """What a finished fold depends on: its resolved config (less run-time plumbing) and its images.
+        Keys at their default value are left out, so an option added later (off by default) keeps
+        finished folds; a change of a default in code must bump FINGERPRINT_VERSION instead."""
+        defaults = to_dict(TrainConfig())
+        settings = {k: v for k, v in to_dict(self.cfg).items() if k not in RUN_TIME_KEYS and v != defaults[k]}
+        content = json.dumps([FINGERPRINT_VERSION, settings,
+                              *(list(map(str, self.files[s])) for s in ("train", "valid", "eval"))])
         return hashlib.sha256(content.encode()).hexdigest()[:16]
 
     def is_done(self) -> bool:
@@ -121,7 +134,8 @@ class FoldTrainer:
         train = split == "train"
         dataset = FrameDataset(self.files[split], fine, sup, self.transforms["train" if train else "eval"],
                                seed=self.cfg.seed)
-        sampler = EpochSampler(n, self.cfg.seed, self.dist.world, self.dist.rank) if train else None
+        weights = repeat_factors(fine, self.cfg.repeat_threshold) if self.cfg.sampler == "balanced" else None
+        sampler = EpochSampler(n, self.cfg.seed, self.dist.world, self.dist.rank, weights) if train else None
         if not train and self.dist.enabled:
             dataset = Subset(dataset, self.dist.shard(n).tolist())
         self.loaders[split] = make_loader(dataset, self.cfg.batch_size, train, self.cfg.workers, self.device,
@@ -138,11 +152,12 @@ class FoldTrainer:
 
     def build(self):
         cfg = self.cfg
-        seed_everything(cfg.seed + self.fold)
+        seed_everything(cfg.seed + self.fold, cfg.deterministic)
         model = FathomNet(self.backbone, cfg.pretrained, cfg.weights.get(self.backbone), cfg.drop_rate,
-                          cfg.model_kwargs)
+                          cfg.model_kwargs, cfg.head, cfg.head_hidden)
         model.check_input_size(cfg.image_size)
-        model.start_at_prior(self.targets["train"][0].mean(0), self.targets["train"][1].mean(0))
+        fine_frequency = self.targets["train"][0].mean(0)
+        model.start_at_prior(fine_frequency, self.targets["train"][1].mean(0), fine_shift=cfg.logit_adjustment)
         model = model.to(self.device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -150,7 +165,11 @@ class FoldTrainer:
         self.transforms = {"train": train_transform(cfg.image_size, data_cfg["mean"], data_cfg["std"]),
                            "eval": eval_transform(cfg.image_size, data_cfg["mean"], data_cfg["std"])}
         loss_fn = FathomLoss(pos_weights(self.targets["train"][0], cfg.pos_weight_power, cfg.pos_weight_cap),
-                             cfg.super_weight, cfg.label_smoothing).to(self.device)
+                             cfg.super_weight, cfg.label_smoothing, cfg.loss, cfg.asl_gamma_neg, cfg.asl_gamma_pos,
+                             cfg.asl_clip, cfg.focal_gamma,
+                             logit_shift=cfg.logit_adjustment * prior_log_odds(fine_frequency)).to(self.device)
+        self.mix = MultiLabelMix(cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_prob) \
+            if cfg.mixup_alpha or cfg.cutmix_alpha else None
         optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, self.device)
         per_rank = len(self.files["train"]) // self.dist.world
         batches = per_rank // cfg.batch_size if per_rank > cfg.batch_size else 1
@@ -191,7 +210,8 @@ class FoldTrainer:
             metrics, step = train_one_epoch(trained, batches, loss_fn,
                                             optimizer, scheduler, self.precision, step, cfg.grad_accum,
                                             cfg.clip_grad, ema, cfg.channels_last,
-                                            desc=f"{self.backbone} f{self.fold} e{epoch}", progress=main)
+                                            desc=f"{self.backbone} f{self.fold} e{epoch}", progress=main,
+                                            mix=self.mix)
             metrics["train_loss"] = self.dist.mean(metrics["train_loss"])
             metrics["train_images_per_s"] = self.dist.sum(metrics["train_images_per_s"])
             scored = ema.module if ema is not None else model
