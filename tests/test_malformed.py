@@ -145,7 +145,7 @@ BOX_ERRORS = {
     "annotation of an unknown category": (lambda d: d["annotations"][1].update(category_id=999),
                                           ["annotations[1]", "unknown category_id 999"]),
     "annotation of an unknown image": (lambda d: d["annotations"][2].update(image_id=-1),
-                                       ["annotations[2]", "unknown image_id"]),
+                                       ["annotations[2]", "image_id -1 is not the id"]),
     "box of negative size": (lambda d: d["annotations"][3].update(bbox=[1, 2, -3, 4]), ["annotations[3]", "size >= 0"]),
     "annotations is not a list": (lambda d: d.update(annotations={}), ["annotations", "must be a list"]),
 }

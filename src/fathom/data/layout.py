@@ -168,7 +168,9 @@ def read_coco_images(path: Path, data: dict | None = None) -> pd.DataFrame:
         duplicated = df[column].duplicated()
         if duplicated.any():
             n = int(duplicated.to_numpy().nonzero()[0][0])
-            raise DataError(path, f"duplicate {column} {df[column][n]!r}", where=f"images[{n}]")
+            value = df[column][n]
+            raise DataError(path, f"duplicate {column} {getattr(value, 'item', lambda: value)()!r}",
+                            where=f"images[{n}]")
     return df
 
 
@@ -189,14 +191,19 @@ def load_boxes(root: str | Path, categories: Categories | None = None) -> pd.Dat
         where = f"annotations[{n}]"
         if not isinstance(ann, dict):
             raise DataError(path, "expected an object", where=where)
+        missing = [key for key in ("bbox", "category_id", "image_id") if key not in ann]
+        if missing:
+            raise DataError(path, f"missing key(s) {missing}", where=where)
         try:
             x, y, w, h = (float(v) for v in ann["bbox"])
             category = float(ann["category_id"])
-            image = uuid_of[ann["image_id"]]
-        except KeyError as err:
-            raise DataError(path, f"missing key or unknown image_id {err}", where=where) from None
         except (TypeError, ValueError):
             raise DataError(path, "bbox must be 4 numbers and category_id a number", where=where) from None
+        try:
+            image = uuid_of[ann["image_id"]]
+        except (KeyError, TypeError):  # TypeError: an unhashable image_id
+            raise DataError(path, f"image_id {ann['image_id']!r} is not the id of an entry of 'images'",
+                            where=where) from None
         if category not in known:
             raise DataError(path, f"unknown category_id {ann['category_id']!r}", where=where)
         if not (min(w, h) >= 0 and max(abs(x), abs(y), w, h) < math.inf):  # real ones: x = -1, height 0
