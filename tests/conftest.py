@@ -34,3 +34,20 @@ def real_dir() -> Path:
     if not (REAL_LABELS / "category_key.csv").is_file():
         pytest.skip("real label files (../shared/fathomnet2023) are absent")
     return REAL_LABELS
+
+
+def write_experiment(root: Path, demo_dir: Path, config: dict) -> tuple[Path, Path]:
+    """A 3-fold folds file of the demo folder and a YAML config of a tiny random-init experiment (2 folds,
+    32 px, cache under `root`), updated with `config`; returns (folds file, config file)."""
+    import yaml
+
+    from fathom.data.layout import load_dataset
+    from fathom.folds import make_folds, write_folds
+
+    dataset = load_dataset(demo_dir, check_images=False)
+    write_folds(make_folds(dataset.train, dataset.categories, n_folds=3, seed=0), root / "folds.csv")
+    values = {"backbones": ["resnet18"], "pretrained": False, "image_size": 32, "folds": [0, 1], "workers": 0,
+              "cache_dir": str(root / "cache"), **config}
+    path = root / f"{values['name']}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return root / "folds.csv", path

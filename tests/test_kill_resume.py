@@ -24,10 +24,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from fathom.folds import make_folds, write_folds
-from fathom.data.layout import load_dataset
 from fathom.predictions import Predictions
 from fathom.train.checkpoint import load_checkpoint
+
+from conftest import write_experiment
 
 # Runs `python -m fathom ...` after arranging for the process to SIGKILL itself at one point:
 #   batch N       inside the N-th training batch (after the forward pass, before the optimiser step)
@@ -91,19 +91,15 @@ SCHEDULE = [("batch", 4), ("checkpoint", 2), ("npz", 1), ("checkpoint", 3), ("ra
 @pytest.fixture(scope="module")
 def setup(demo_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
-    dataset = load_dataset(demo_dir)
-    write_folds(make_folds(dataset.train, dataset.categories, n_folds=3, seed=0), root / "folds.csv")
-    config = {"name": "killed", "backbones": ["resnet18"], "pretrained": False, "image_size": 32, "folds": [0, 1],
-              "epochs": 3, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 0.5, "workers": 0, "limit": 40,
-              "cache_dir": str(root / "cache"), "seed": 5}
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    write_experiment(root, demo_dir, {"name": "killed", "epochs": 3, "batch_size": 8, "lr": 1e-3,
+                                      "warmup_epochs": 0.5, "limit": 40, "seed": 5})
     (root / "killer.py").write_text(KILLER)
     return root, demo_dir
 
 
 def train_command(root: Path, data: Path, runs: Path, point: str = "none", target: int = 0) -> list[str]:
     return [sys.executable, str(root / "killer.py"), point, str(target), "train", "--config",
-            str(root / "config.yaml"), "--folds", str(root / "folds.csv"), "--data", str(data), "--runs", str(runs),
+            str(root / "killed.yaml"), "--folds", str(root / "folds.csv"), "--data", str(data), "--runs", str(runs),
             "--resume"]
 
 

@@ -15,6 +15,7 @@ from fathom.data.labels import prior_log_odds, repeat_factors
 from fathom.data.layout import load_dataset
 from fathom.errors import DataError
 from fathom.folds import make_folds
+from fathom.infer.tta import predict_experiment
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions
 from fathom.train.data import EpochSampler
@@ -54,6 +55,7 @@ def test_each_option_trains_end_to_end(tiny, tmp_path, option):
     assert 0 <= scores[backbone] <= 1
     oof = Predictions.load(tmp_path / "runs" / "opt" / "oof" / f"{backbone}.npz")
     assert len(oof.ids) == 40 and np.isfinite(oof.fine).all() and ((oof.fine >= 0) & (oof.fine <= 1)).all()
+    assert predict_experiment(dataset, tmp_path / "runs", "opt") == {backbone: ["1x", "1x+hflip"]}  # TTA rebuilds it
 
 
 def logits_and_targets(seed: int = 0):

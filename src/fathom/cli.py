@@ -60,6 +60,7 @@ def cmd_bench_speed(args) -> int:
 def cmd_bench_quality(args) -> int:
     from fathom.bench.quality import run_quality_bench
     from fathom.bench.tables import quality_table
+    from fathom.distill import distill_table
     from fathom.config import load_config
     from fathom.folds import read_folds
 
@@ -69,6 +70,8 @@ def cmd_bench_quality(args) -> int:
                                methods=not args.no_methods)
     record_bench(result, args.out)
     print(quality_table(result))
+    if "distill" in result:
+        print(distill_table(result["distill"]))
     return 0
 
 
@@ -81,6 +84,27 @@ def cmd_bench_scale(args) -> int:
     if args.out:
         plot_scale(result, args.out.with_suffix(".png"))
     print(scale_table(result))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from fathom.explain import explain
+
+    written = explain(load(args), args.runs, args.exp, args.ids, args.out, args.backbone, args.top)
+    print(f"wrote {len(written)} Grad-CAM overlays to {args.out}")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from fathom.config import load_config
+    from fathom.distill import distill, distill_table
+    from fathom.folds import read_folds
+
+    dataset = load(args)
+    folds = read_folds(args.folds, dataset.train["id"])
+    result = distill(dataset, folds, load_config(args.config, args.overrides), args.runs, args.exp, args.student,
+                     args.weight)
+    print(distill_table(result))
     return 0
 
 
@@ -324,6 +348,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=3")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("explain", help="Grad-CAM overlays of an experiment's top-3 categories for some images")
+    add_data_args(p)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--ids", nargs="+", required=True, help="train or eval image ids")
+    p.add_argument("--out", type=Path, required=True, help="folder for <id>.png")
+    p.add_argument("--backbone", default=None, help="default: the ensemble's heaviest member, else the first")
+    p.add_argument("--top", type=int, default=3, help="categories per image")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("distill", help="train one student backbone on an ensemble's soft labels; compare them")
+    add_data_args(p)
+    p.add_argument("--exp", required=True, help="the teacher experiment (after `submit`)")
+    p.add_argument("--student", required=True, help="the student backbone, e.g. resnet18")
+    p.add_argument("--folds", type=Path, required=True, help="the teacher's id,fold file")
+    p.add_argument("--config", default="demo", help="the student's recipe (default: %(default)s)")
+    p.add_argument("--weight", type=float, default=0.5, help="share of the soft labels in the targets")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for the student")
+    p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("predict", help="re-predict OOF and eval images of every finished fold with TTA")
     add_data_args(p)

@@ -56,6 +56,8 @@ class TrainConfig:
     cutmix_alpha: float = 0.0  # > 0: cutmix (with both on, each batch takes one of the two)
     mix_prob: float = 1.0  # share of batches mixed
     head: str = "linear"  # linear | mlp (dropout -> linear -> BN -> ReLU -> linear, the ConvNeXt seed's)
+    distill_from: str = ""  # an experiment whose ensemble's held-out OOF probabilities are soft targets
+    distill_weight: float = 0.5  # target = weight * soft + (1 - weight) * true labels (images with soft ones)
     head_hidden: int = 512
     drop_rate: float = 0.2  # dropout before the heads
     model_kwargs: dict = field(default_factory=dict)  # to timm.create_model, e.g. drop_path_rate
@@ -91,6 +93,8 @@ class TrainConfig:
         if (self.mixup_alpha or self.cutmix_alpha) and self.batch_size % 2:
             raise DataError(source, "mixup and cutmix pair each image with another: batch_size must be even",
                             where="batch_size")
+        if not 0 <= self.distill_weight <= 1:
+            raise DataError(source, "distill_weight must be between 0 and 1", where="distill_weight")
         for key in ("mixup_alpha", "cutmix_alpha", "label_smoothing", "logit_adjustment", "repeat_threshold"):
             if getattr(self, key) < 0:
                 raise DataError(source, f"{key} must be >= 0", where=key)

@@ -25,6 +25,8 @@ Rows are ensembles of those experiments (fathom.ensemble.fit with one option cha
   methods (METHODS)         one option of fathom's method set (pixel baselines, losses, sampler, logit
                             adjustment, mixing, label smoothing, MLP head) on resnet18 alone: compare with
                             the "resnet18 alone" row; `--no-methods` leaves them out
+  resnet18 distilled        `python -m fathom distill` of the full recipe into resnet18 (without TTA);
+                            result["distill"] holds its speed against the full recipe's
 Each row: MAP@20, sAUC and score of its submission on the demo's solution.csv, and its held-out OOF
 MAP@20 (each fold scored by the recipe tuned on the other folds; the seed's single model has nothing
 tuned, so its score on its 20% validation is already held out).
@@ -45,6 +47,7 @@ from sklearn.model_selection import train_test_split
 from fathom import constants as C
 from fathom.config import TrainConfig, apply
 from fathom.data.layout import Dataset
+from fathom.distill import distill
 from fathom.ensemble.fit import STRATEGIES, fit_ensemble
 from fathom.errors import DataError
 from fathom.infer.tta import predict_experiment
@@ -149,4 +152,11 @@ def run_quality_bench(dataset: Dataset, folds: pd.DataFrame, base: TrainConfig, 
              row("seed recipe", dataset, runs, "seed", 1, seconds["seed"], tta=False, constant_osd=True)]
     rows += [row(METHODS[key][0], dataset, runs, configs[key].name, len(base.folds), seconds[key])
              for key in METHODS if key in configs]
-    return {"base_config": dataclasses.asdict(base), "rows": rows}
+    result = {"base_config": dataclasses.asdict(base), "rows": rows}
+    if methods:  # the student needs the full recipe's ensemble (ensemble/oof.npz) as its teacher
+        fit_ensemble(dataset, runs, full)
+        result["distill"] = distill(dataset, folds, base, runs, full, METHOD_BACKBONE)
+        student = result["distill"]["student"]["exp"]
+        rows.append(row(f"{METHOD_BACKBONE} distilled from the full recipe", dataset, runs, student, len(base.folds),
+                        train_seconds(runs, student), tta=False))
+    return result

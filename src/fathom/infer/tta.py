@@ -56,8 +56,7 @@ class FoldPredictor:
         self.fold_dir, self.cfg = fold_dir, fold_config(fold_dir, overrides)
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         cfg = self.cfg
-        self.model = FathomNet(fold_dir.parent.name, pretrained=False, drop_rate=cfg.drop_rate,
-                               model_kwargs=cfg.model_kwargs)
+        self.model = FathomNet.for_config(fold_dir.parent.name, cfg, trained=True)
         self.model.load_state_dict(load_checkpoint(fold_dir / "best.pt", self.device)["model"])
         self.model.to(self.device)
         if cfg.channels_last:

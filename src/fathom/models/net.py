@@ -42,6 +42,13 @@ class FathomNet(nn.Module):
         self.fine = nn.Linear(features, N_FINE)
         self.super = nn.Linear(features, N_SUPER)
 
+    @classmethod
+    def for_config(cls, backbone: str, cfg, trained: bool = False) -> "FathomNet":
+        """The architecture a (resolved, per-backbone) TrainConfig describes. `trained=True`: weights
+        come from a checkpoint next, so no pretrained weights are fetched or read."""
+        return cls(backbone, cfg.pretrained and not trained, None if trained else cfg.weights.get(backbone),
+                   cfg.drop_rate, cfg.model_kwargs, cfg.head, cfg.head_hidden)
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = self.neck(self.dropout(self.backbone(images)))
         return {"fine": self.fine(pooled), "super": self.super(pooled)}

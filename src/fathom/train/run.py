@@ -97,6 +97,9 @@ class FoldTrainer:
         cats = dataset.categories
         self.targets = {name: (fine_multi_hot(part["categories"], cats), super_multi_hot(part["categories"], cats))
                         for name, part in (("train", train), ("valid", valid))}
+        self.labels = self.targets["train"]  # true labels: class weights, sampling and the prior come from them
+        if cfg.distill_from:
+            self.targets["train"] = distilled_targets(runs, cfg, self.train_ids, *self.labels)
         self.files = {"train": [cache_files[i] for i in self.train_ids],
                       "valid": [cache_files[i] for i in self.valid_ids],
                       "eval": [cache_files[i] for i in self.eval_ids]}
@@ -134,7 +137,7 @@ class FoldTrainer:
         train = split == "train"
         dataset = FrameDataset(self.files[split], fine, sup, self.transforms["train" if train else "eval"],
                                seed=self.cfg.seed)
-        weights = repeat_factors(fine, self.cfg.repeat_threshold) if self.cfg.sampler == "balanced" else None
+        weights = repeat_factors(self.labels[0], self.cfg.repeat_threshold) if self.cfg.sampler == "balanced" else None
         sampler = EpochSampler(n, self.cfg.seed, self.dist.world, self.dist.rank, weights) if train else None
         if not train and self.dist.enabled:
             dataset = Subset(dataset, self.dist.shard(n).tolist())
@@ -153,18 +156,17 @@ class FoldTrainer:
     def build(self):
         cfg = self.cfg
         seed_everything(cfg.seed + self.fold, cfg.deterministic)
-        model = FathomNet(self.backbone, cfg.pretrained, cfg.weights.get(self.backbone), cfg.drop_rate,
-                          cfg.model_kwargs, cfg.head, cfg.head_hidden)
+        model = FathomNet.for_config(self.backbone, cfg)
         model.check_input_size(cfg.image_size)
-        fine_frequency = self.targets["train"][0].mean(0)
-        model.start_at_prior(fine_frequency, self.targets["train"][1].mean(0), fine_shift=cfg.logit_adjustment)
+        fine_frequency = self.labels[0].mean(0)
+        model.start_at_prior(fine_frequency, self.labels[1].mean(0), fine_shift=cfg.logit_adjustment)
         model = model.to(self.device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         data_cfg = model.data_config()
         self.transforms = {"train": train_transform(cfg.image_size, data_cfg["mean"], data_cfg["std"]),
                            "eval": eval_transform(cfg.image_size, data_cfg["mean"], data_cfg["std"])}
-        loss_fn = FathomLoss(pos_weights(self.targets["train"][0], cfg.pos_weight_power, cfg.pos_weight_cap),
+        loss_fn = FathomLoss(pos_weights(self.labels[0], cfg.pos_weight_power, cfg.pos_weight_cap),
                              cfg.super_weight, cfg.label_smoothing, cfg.loss, cfg.asl_gamma_neg, cfg.asl_gamma_pos,
                              cfg.asl_clip, cfg.focal_gamma,
                              logit_shift=cfg.logit_adjustment * prior_log_odds(fine_frequency)).to(self.device)
@@ -259,6 +261,27 @@ class FoldTrainer:
                        self.out / "done.json")
         self.dist.barrier()  # every rank sees done.json before deciding what to train next
         return out
+
+
+def distilled_targets(runs: Path, cfg: TrainConfig, ids: np.ndarray, fine: np.ndarray,
+                      sup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Knowledge distillation: training targets = w * the teacher ensemble's held-out OOF probabilities +
+    (1 - w) * the true labels, for the images the teacher has OOF rows for (others keep their labels).
+    Each soft label comes from a teacher fold model that never trained on that image."""
+    path = run_dir(runs, cfg.distill_from) / "ensemble" / "oof.npz"
+    if not path.is_file():
+        raise DataError(path, f"no ensemble of experiment {cfg.distill_from!r} to distil from",
+                        hint=f"run `python -m fathom submit --exp {cfg.distill_from}` first")
+    teacher = Predictions.load(path)
+    row_of = {i: n for n, i in enumerate(teacher.ids)}
+    rows = np.array([row_of.get(i, -1) for i in ids])
+    has = rows >= 0
+    w = cfg.distill_weight
+    fine, sup = fine.copy(), sup.copy()
+    fine[has] = w * np.clip(teacher.fine[rows[has]], 0, 1) + (1 - w) * fine[has]
+    sup[has] = w * np.clip(teacher.super[rows[has]], 0, 1) + (1 - w) * sup[has]
+    log.info("distilling from %s: soft targets for %d of %d training images", cfg.distill_from, has.sum(), len(ids))
+    return fine.astype(np.float32), sup.astype(np.float32)
 
 
 def build_cache(cfg: TrainConfig, dataset: Dataset, dist: Distributed = Distributed()) -> dict[str, Path]:
