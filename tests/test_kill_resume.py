@@ -151,7 +151,8 @@ def test_sigkill_anywhere_then_resume_matches_an_uninterrupted_run(setup):
         code = run(train_command(root, data, runs, point, target), kill_after=delay)
         kills += code == -signal.SIGKILL
         if point in ("checkpoint", "npz"):  # the kill hit a write: its half-written temporary is there
-            assert code == -signal.SIGKILL and list(runs.rglob(f".*.{'pt' if point == 'checkpoint' else 'npz'}.*.tmp")), (point, target, code)
+            leftover = f".*.{'pt' if point == 'checkpoint' else 'npz'}.*.tmp"
+            assert code == -signal.SIGKILL and list(runs.rglob(leftover)), (point, target, code)
         check_every_output_loads(runs)
         now = finished_fold_files(runs)
         assert {k: now[k] for k in finished} == finished, "a finished fold's predictions changed"

@@ -79,12 +79,12 @@ def test_focal_and_asl_weigh_easy_negatives_down_and_keep_hard_positives():
     sup = {"super": torch.zeros(1, N_SUPER)}
     easy = {"fine": torch.full((1, N_FINE), -4.0), **sup}  # confident and right: every class absent
     hard = {"fine": torch.full((1, N_FINE), -3.0), **sup}  # confident and wrong: every class present
-    zeros, present = torch.zeros(1, N_FINE), torch.ones(1, N_FINE)
+    absent, present, no_super = torch.zeros(1, N_FINE), torch.ones(1, N_FINE), torch.zeros(1, N_SUPER)
     bce = FathomLoss(ones, kind="bce")
     for kind in ("focal", "asl"):
         loss = FathomLoss(ones, kind=kind)
-        assert loss(easy, zeros, torch.zeros(1, N_SUPER))["fine"] < 0.01 * bce(easy, zeros, torch.zeros(1, N_SUPER))["fine"]
-        assert loss(hard, present, torch.zeros(1, N_SUPER))["fine"] > 0.5 * bce(hard, present, torch.zeros(1, N_SUPER))["fine"]
+        assert loss(easy, absent, no_super)["fine"] < 0.01 * bce(easy, absent, no_super)["fine"]
+        assert loss(hard, present, no_super)["fine"] > 0.5 * bce(hard, present, no_super)["fine"]
 
 
 def test_logit_adjustment_shifts_the_fine_logits_by_the_prior_and_the_model_starts_at_the_prior():

@@ -89,7 +89,8 @@ def parse_categories_cell(cell: str) -> list[int]:
 
 def read_train_csv(path: Path, categories: Categories) -> pd.DataFrame:
     """train.csv -> DataFrame(id, categories, line); every error names its line."""
-    df = read_text_csv(path, ["id", "categories"], hint="expected the Kaggle layout: multilabel_classification/train.csv")
+    df = read_text_csv(path, ["id", "categories"],
+                       hint="expected the Kaggle layout: multilabel_classification/train.csv")
     known = set(categories.ids.tolist())
     parsed = []
     for line, image_id, cell in zip(df["line"], df["id"], df["categories"]):

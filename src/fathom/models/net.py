@@ -33,7 +33,8 @@ class FathomNet(nn.Module):
         features = self.backbone.num_features
         self.dropout = nn.Dropout(drop_rate)
         if head == "mlp":
-            self.neck = nn.Sequential(nn.Linear(features, head_hidden), nn.BatchNorm1d(head_hidden), nn.ReLU(inplace=True))
+            self.neck = nn.Sequential(nn.Linear(features, head_hidden), nn.BatchNorm1d(head_hidden),
+                                      nn.ReLU(inplace=True))
             features = head_hidden
         elif head == "linear":
             self.neck = nn.Identity()

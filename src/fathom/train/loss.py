@@ -69,7 +69,8 @@ class FathomLoss(nn.Module):
     def smooth(self, target: torch.Tensor) -> torch.Tensor:
         return target * (1 - self.smoothing) + 0.5 * self.smoothing if self.smoothing else target
 
-    def forward(self, logits: dict[str, torch.Tensor], fine: torch.Tensor, sup: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, logits: dict[str, torch.Tensor], fine: torch.Tensor,
+                sup: torch.Tensor) -> dict[str, torch.Tensor]:
         fine_loss = self.fine_loss(logits["fine"].float() + self.logit_shift, self.smooth(fine.float()))
         super_loss = self.super_loss(logits["super"].float(), self.smooth(sup.float()))
         return {"loss": fine_loss + self.super_weight * super_loss, "fine": fine_loss, "super": super_loss}
