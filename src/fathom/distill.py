@@ -21,7 +21,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from fathom import constants as C
@@ -56,11 +55,12 @@ def student_config(base: TrainConfig, teacher: str, student: str, folds: list[in
 
 def images_per_second(fold_dir: Path, paths: list[str]) -> tuple[float, int]:
     """(images/s of one fold model predicting `paths` one view at a time, its number of TTA views)."""
+    views = len(view_names(fold_config(fold_dir)))
     predictor = FoldPredictor(fold_dir, ["tta_hflip=false", "tta_scales=[1.0]"])
     predictor.predict(paths[:8])  # warm-up: cache, kernels
     start = time.perf_counter()
     predictor.predict(paths)
-    return len(paths) / (time.perf_counter() - start), len(view_names(fold_config(fold_dir)))
+    return len(paths) / (time.perf_counter() - start), views
 
 
 def inference_speed(runs: Path, exp: str, weights: dict[str, float], paths: list[str], tta: bool) -> dict:

@@ -63,12 +63,9 @@ def choose_backbone(runs: Path, exp: str, found: dict[str, list[Path]]) -> str:
     return next(iter(found))
 
 
-def fold_for(image_id: str, fold_dirs: list[Path]) -> Path:
-    """The fold whose validation rows hold `image_id` (it never trained on the image), else the first."""
-    for fold_dir in fold_dirs:
-        if image_id in set(Predictions.load(fold_dir / "oof.npz").ids):
-            return fold_dir
-    return fold_dirs[0]
+def held_out_by(fold_dirs: list[Path]) -> dict[str, Path]:
+    """image id -> the fold whose validation rows hold it (the fold model never trained on it)."""
+    return {str(i): fold_dir for fold_dir in fold_dirs for i in Predictions.load(fold_dir / "oof.npz").ids}
 
 
 def class_activation_maps(predictor: FoldPredictor, frame: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray,
@@ -129,10 +126,12 @@ def explain(dataset: Dataset, runs: Path, exp: str, ids: list[str], out: Path, b
     if unknown:
         raise DataError(dataset.root, f"{len(unknown)} ids are not images of this data folder, e.g. {unknown[0]}")
     names = dataset.categories.table["name"].tolist()
+    labels_of = dataset.train.set_index("id")["categories"]
+    fold_of = held_out_by(found[backbone])
     predictors: dict[Path, FoldPredictor] = {}
     written = []
     for image_id in ids:
-        fold_dir = fold_for(image_id, found[backbone])
+        fold_dir = fold_of.get(image_id, found[backbone][0])  # eval images: the first fold
         predictor = predictors.setdefault(fold_dir, FoldPredictor(fold_dir))
         frame = np.asarray(open_rgb(path_of[image_id], SHOWN_SHORT_SIDE))
         scale = SHOWN_SHORT_SIDE / min(frame.shape[:2])
@@ -140,7 +139,7 @@ def explain(dataset: Dataset, runs: Path, exp: str, ids: list[str], out: Path, b
             frame = np.asarray(Image.fromarray(frame).resize(
                 (round(frame.shape[1] * scale), round(frame.shape[0] * scale)), Image.BILINEAR))
         order, probs, maps = class_activation_maps(predictor, frame, top)
-        truth = dataset.train.set_index("id")["categories"].get(image_id)
+        truth = labels_of.get(image_id)
         labels = "eval image" if truth is None else "labels: " + (", ".join(names[c - 1] for c in truth) or "none")
         title = f"{image_id} - {exp}/{backbone} {fold_dir.name} - {labels}"
         path = out / f"{image_id}.png"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from timm.loss import AsymmetricLossMultiLabel
 from torch import nn
 
