@@ -30,10 +30,10 @@ from fathom.data.layout import Dataset
 from fathom.ensemble.fit import fit_ensemble
 from fathom.errors import DataError
 from fathom.infer.tta import FoldPredictor, fold_config, view_names
-from fathom.metric import as_json_numbers, read_scoring_csv, score_frames
+from fathom.metric import as_json_numbers
 from fathom.predictions import Predictions, require_finished_folds, run_dir
 from fathom.provenance import git_commit
-from fathom.submission import make_submission
+from fathom.submit import score_on_solution
 from fathom.train.run import train
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,10 @@ def inference_speed(runs: Path, exp: str, weights: dict[str, float], paths: list
 
 
 def eval_score(dataset: Dataset, prediction: Predictions) -> dict | None:
+    """The eval score when the data has a solution (the demo), else None."""
     if not (dataset.root / C.SOLUTION_CSV).is_file():
         return None
-    table = make_submission(prediction.ids, prediction.fine, prediction.osd, dataset.categories.ids,
-                            order=dataset.eval["id"].to_numpy())
-    return as_json_numbers(score_frames(read_scoring_csv(dataset.root / C.SOLUTION_CSV), table))
+    return as_json_numbers(score_on_solution(dataset, prediction))
 
 
 def distill(dataset: Dataset, folds: pd.DataFrame, base: TrainConfig, runs: Path, teacher: str, student: str,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from fathom import constants as C
 from fathom.atomic import write_json
 from fathom.data.layout import Dataset
@@ -29,6 +31,14 @@ def equal_blend(dataset: Dataset, runs: Path, exp: str) -> tuple[dict, Predictio
         raise DataError(run_dir(runs, exp) / "test", "every model's predictions must include an osd score")
     record = {"members": [f.stem for f in files], "weights": "equal", "osd": {"method": "mean of the models' osd"}}
     return record, blended
+
+
+def score_on_solution(dataset: Dataset, prediction: Predictions, osd: np.ndarray | None = None) -> dict[str, float]:
+    """{map20, sauc, score} of the submission built from `prediction` (its own osd unless given) against the
+    data's solution.csv (the demo's), without writing it."""
+    table = make_submission(prediction.ids, prediction.fine, prediction.osd if osd is None else osd,
+                            dataset.categories.ids, order=dataset.eval["id"].to_numpy())
+    return score_frames(read_scoring_csv(dataset.root / C.SOLUTION_CSV), table)
 
 
 def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str) -> dict:

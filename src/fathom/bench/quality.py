@@ -51,9 +51,8 @@ from fathom.distill import distill
 from fathom.ensemble.fit import STRATEGIES, fit_ensemble
 from fathom.errors import DataError
 from fathom.infer.tta import predict_experiment
-from fathom.metric import read_scoring_csv, score_frames
-from fathom.predictions import Predictions, finished_folds
-from fathom.submission import make_submission
+from fathom.predictions import finished_folds
+from fathom.submit import score_on_solution
 from fathom.train.run import train
 
 log = logging.getLogger(__name__)
@@ -104,18 +103,10 @@ def train_seconds(runs: Path, exp: str) -> float | None:
     return sum(d["seconds"] for d in done) if done and all("seconds" in d for d in done) else None
 
 
-def score(dataset: Dataset, prediction: Predictions, osd: np.ndarray | None = None) -> dict[str, float]:
-    """{map20, sauc, score} of the submission built from `prediction` (its own osd unless given)."""
-    eval_ids = dataset.eval["id"].to_numpy()
-    table = make_submission(prediction.ids, prediction.fine, prediction.osd if osd is None else osd,
-                            dataset.categories.ids, order=eval_ids)
-    return score_frames(read_scoring_csv(dataset.root / C.SOLUTION_CSV), table)
-
-
 def row(name: str, dataset: Dataset, runs: Path, exp: str, models: int, seconds: float | None,
         constant_osd: bool = False, **options) -> dict:
     record, prediction = fit_ensemble(dataset, runs, exp, write=False, **options)
-    scores = score(dataset, prediction, np.full(len(prediction.ids), 0.5) if constant_osd else None)
+    scores = score_on_solution(dataset, prediction, np.full(len(prediction.ids), 0.5) if constant_osd else None)
     chosen = record["strategies"][record["strategy"]]
     held_out = chosen["held_out"] if chosen["held_out"] == chosen["held_out"] else chosen["in_sample"]  # 1 fold
     return {"row": name, "exp": exp, "models": models, "train_s": seconds, **scores,
