@@ -59,7 +59,7 @@ def cmd_bench_speed(args) -> int:
 
 def cmd_bench_quality(args) -> int:
     from fathom.bench.quality import run_quality_bench
-    from fathom.bench.tables import quality_table
+    from fathom.bench.tables import quality_table, small_animals_table
     from fathom.distill import distill_table
     from fathom.config import load_config
     from fathom.folds import read_folds
@@ -70,6 +70,7 @@ def cmd_bench_quality(args) -> int:
                                methods=not args.no_methods)
     record_bench(result, args.out)
     print(quality_table(result))
+    print(small_animals_table(result))
     if "distill" in result:
         print(distill_table(result["distill"]))
     return 0
@@ -253,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("data/demo"))
     p.add_argument("--n-train", type=int, default=800)
     p.add_argument("--n-eval", type=int, default=400)
-    p.add_argument("--size", type=int, default=320, help="long side of the large frames, px")
+    p.add_argument("--size", type=int, default=640, help="long side of the large frames, px")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     p.set_defaults(func=cmd_demo_data)

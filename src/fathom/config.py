@@ -22,8 +22,11 @@ CHOICES = {  # keys with a fixed set of values; the modules that act on them rea
     "loss": ("bce", "asl", "focal"),
     "sampler": ("uniform", "balanced"),
     "head": ("linear", "mlp"),
+    "sampling": ("frames", "crops"),
+    "tile_combine": ("auto", "max", "noisy_or", "topk_mean", "mean"),
 }
-EXPERIMENT_KEYS = {"name", "backbones", "folds", "cache_dir", "by_backbone"}  # not settable per backbone
+# not settable per backbone (the image cache is shared by the experiment's backbones)
+EXPERIMENT_KEYS = {"name", "backbones", "folds", "cache_dir", "by_backbone", "sampling", "crop_long_side"}  # not settable per backbone
 
 
 @dataclass
@@ -52,6 +55,17 @@ class TrainConfig:
     logit_adjustment: float = 0.0  # tau: the loss adds tau * log-odds(class frequency) to the fine logits
     sampler: str = "uniform"  # uniform | balanced (repeat-factor weights: rare-category images drawn more)
     repeat_threshold: float = 0.1  # balanced: a category in a share f < t of the images repeats sqrt(t / f) x
+    # Small animals (README "Small animals"; fathom.data.crops, fathom.infer.tiles)
+    sampling: str = "frames"  # frames | crops: box-aware crops for training and tiles for prediction
+    crop_long_side: int = 960  # crops: frames are cached with their long side at most this (px, never enlarged)
+    crop_size: int = 384  # crops: side of a crop or tile in those pixels, resized to image_size
+    crop_frame_ratio: float = 0.2  # crops: share of training samples that are whole frames with the image's labels
+    crop_background_ratio: float = 0.1  # crops: share of the crops placed anywhere instead of around a box
+    crop_jitter: float = 0.5  # crops: the box's centre lies within +-jitter x crop_size / 2 of the crop's centre
+    crop_min_visible: float = 0.5  # crops: a box labels a crop when at least this share of its area is inside
+    tile_overlap: float = 0.25  # prediction: neighbouring tiles overlap by at least this share of crop_size
+    tile_combine: str = "auto"  # auto (best on each fold's validation) | max | noisy_or | topk_mean | mean
+    tile_topk: int = 2  # topk_mean: how many of a frame's views are averaged
     mixup_alpha: float = 0.0  # > 0: mixup of images and their multi-hot targets (timm's Mixup)
     cutmix_alpha: float = 0.0  # > 0: cutmix (with both on, each batch takes one of the two)
     mix_prob: float = 1.0  # share of batches mixed
@@ -104,7 +118,15 @@ class TrainConfig:
                 raise DataError(source, f"{', '.join(shared)} belong to the whole experiment, not one backbone",
                                 where=f"by_backbone.{backbone}")
             apply(dataclasses.replace(self, by_backbone={}), values, f"{source} (by_backbone.{backbone})")
-        for key in ("image_size", "epochs", "batch_size", "grad_accum", "head_hidden"):
+        for key in ("crop_frame_ratio", "crop_background_ratio", "crop_jitter", "crop_min_visible", "tile_overlap"):
+            if not 0 <= getattr(self, key) <= (0.9 if key == "tile_overlap" else 1):
+                raise DataError(source, f"{key} must be between 0 and {0.9 if key == 'tile_overlap' else 1}",
+                                where=key)
+        if self.crop_min_visible <= 0:
+            raise DataError(source, "crop_min_visible must be above 0 (0 would label a crop with boxes outside it)",
+                            where="crop_min_visible")
+        for key in ("image_size", "epochs", "batch_size", "grad_accum", "head_hidden", "crop_long_side", "crop_size",
+                    "tile_topk"):
             if getattr(self, key) < 1:
                 raise DataError(source, f"{key} must be at least 1", where=key)
         if not self.tta_scales or min(self.tta_scales) <= 0:

@@ -6,6 +6,8 @@ Experiments, trained with the engine (finished folds are reused, so a second run
   <base>-no_class_weights   the same with plain BCE (pos_weight_power 0)
   <base>-no_super_head      the same with super_weight 0 (the head is there, untrained)
   <base>-<method>           resnet18 alone (or a pixel baseline) with one method option on, see METHODS
+  <base>-crops              the same with `sampling: crops` (crops of the base config's crop_size from frames
+                            cached at crop_long_side; tiled prediction): equal training compute
   seed                      the seed projects' recipe: densenet121, plain BCE, Adam lr 1e-3 without weight
                             decay, no super head, one random 80/20 split; the other settings (image size,
                             epochs, augmentation, batch) are the base config's
@@ -22,6 +24,9 @@ Rows are ensembles of those experiments (fathom.ensemble.fit with one option cha
   no re-scoring             the strategy chosen among those without the super-category exponent
   untuned osd               osd = 1 - max probability (what a single model gives) instead of the choice
   seed recipe               osd 0.5 for every image (sAUC 0)
+  crops and tiles           full recipe on <base>-crops; `<backbone> alone, crops and tiles` per member;
+                            result["small_animals"]: training images/s, prediction frames/s and each tile
+                            combiner's validation MAP@20, whole frames against crops
   methods (METHODS)         one option of fathom's method set (pixel baselines, losses, sampler, logit
                             adjustment, mixing, label smoothing, MLP head) on resnet18 alone: compare with
                             the "resnet18 alone" row; `--no-methods` leaves them out
@@ -51,7 +56,7 @@ from fathom.distill import distill
 from fathom.ensemble.fit import STRATEGIES, fit_ensemble
 from fathom.errors import DataError
 from fathom.infer.tta import predict_experiment
-from fathom.predictions import finished_folds
+from fathom.predictions import Predictions, finished_folds
 from fathom.submit import score_on_solution
 from fathom.train.run import train
 
@@ -60,6 +65,7 @@ SEED_RECIPE = {"name": "seed", "backbones": ["densenet121"], "folds": [0], "pos_
                "super_weight": 0.0, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "by_backbone": {}}
 
 
+SMALL_ANIMALS = {"sampling": "crops"}  # crops and tiles at the base config's crop_long_side and crop_size
 METHOD_BACKBONE = "resnet18"  # the method rows change one option of this backbone's recipe
 METHODS = {  # key: (row name, config changes)
     "pixels_linear": ("pixels_linear (logistic regression on pixels)", {"backbones": ["pixels_linear"]}),
@@ -83,7 +89,8 @@ def experiments(base: TrainConfig, methods: bool = True) -> dict[str, TrainConfi
                "no_class_weights": apply(base, {"name": f"{base.name}-no_class_weights", "pos_weight_power": 0.0},
                                          "bench"),
                "no_super_head": apply(base, {"name": f"{base.name}-no_super_head", "super_weight": 0.0}, "bench"),
-               "seed": apply(dataclasses.replace(base, by_backbone={}), seed, "bench (seed recipe)")}
+               "seed": apply(dataclasses.replace(base, by_backbone={}), seed, "bench (seed recipe)"),
+               "crops": apply(base, {"name": f"{base.name}-crops", **SMALL_ANIMALS}, "bench (crops)")}
     for key, (_, changes) in METHODS.items() if methods else ():
         configs[key] = apply(base, {"name": f"{base.name}-{key}", "backbones": [METHOD_BACKBONE], **changes},
                              f"bench ({key})")
@@ -114,6 +121,24 @@ def row(name: str, dataset: Dataset, runs: Path, exp: str, models: int, seconds:
             "osd": "constant 0.5" if constant_osd else record["osd"]["method"], "tta": record["tta"]}
 
 
+def cost_of(runs: Path, cfg: TrainConfig, predict_s: float) -> dict:
+    """What an experiment's sampling costs and how its tiles were combined: mean training images/s over
+    every epoch of every fold, frames/s of `python -m fathom predict` (the hflip view of every OOF and eval
+    frame, all members), and, when tiled, views per frame and each combiner's mean validation MAP@20."""
+    dirs = [d for ds in finished_folds(runs, cfg.name).values() for d in ds]
+    done = [json.loads((d / "done.json").read_text()) for d in dirs]
+    speed = np.mean([pd.read_csv(d / "metrics.csv")["train_images_per_s"].mean() for d in dirs])
+    frames = sum(len(Predictions.load(d / f"{name}.npz").ids) for d in dirs for name in ("oof", "test"))
+    out = {"exp": cfg.name, "sampling": cfg.sampling, "train_img_s": float(speed),
+           "predict_frames_s": frames / predict_s}
+    if cfg.sampling == "crops":
+        out["views_per_frame"] = float(np.mean([d["views_per_frame"]["eval"] for d in done]))
+        out["combiner_val_map20"] = {rule: float(np.mean([d["tile_val_map20"][rule] for d in done]))
+                                     for rule in done[0]["tile_val_map20"]}
+        out["chosen"] = sorted({d["tile_combine"] for d in done})
+    return out
+
+
 def run_quality_bench(dataset: Dataset, folds: pd.DataFrame, base: TrainConfig, runs: Path,
                       methods: bool = True) -> dict:
     """Train (or reuse) every experiment, then score every row. Needs the data's solution.csv."""
@@ -121,12 +146,15 @@ def run_quality_bench(dataset: Dataset, folds: pd.DataFrame, base: TrainConfig, 
         raise DataError(dataset.root / C.SOLUTION_CSV, "the quality benchmark scores against a solution file",
                         hint="run it on the demo data (`python -m fathom demo-data`)")
     configs = experiments(base, methods)
+    predict_s = {}
     for key, cfg in configs.items():
         start = time.perf_counter()
         split = random_split(dataset, cfg.seed) if key == "seed" else folds
         train(cfg, dataset, split, runs)
         if key != "seed":
+            started = time.perf_counter()
             predict_experiment(dataset, runs, cfg.name)
+            predict_s[key] = time.perf_counter() - started
         log.info("bench quality: %s ready (%.0f s)", cfg.name, time.perf_counter() - start)
     seconds = {key: train_seconds(runs, cfg.name) for key, cfg in configs.items()}
     full, n_full = configs["full"].name, len(base.backbones) * len(base.folds)
@@ -140,10 +168,14 @@ def run_quality_bench(dataset: Dataset, folds: pd.DataFrame, base: TrainConfig, 
              row("no re-scoring", dataset, runs, full, n_full, seconds["full"],
                  strategies=tuple(s for s in STRATEGIES if "re-scoring" not in s)),
              row("untuned osd (1 - max prob)", dataset, runs, full, n_full, seconds["full"], osd="max_prob"),
-             row("seed recipe", dataset, runs, "seed", 1, seconds["seed"], tta=False, constant_osd=True)]
+             row("seed recipe", dataset, runs, "seed", 1, seconds["seed"], tta=False, constant_osd=True),
+             row("crops and tiles", dataset, runs, configs["crops"].name, n_full, seconds["crops"])]
+    rows += [row(f"{b} alone, crops and tiles", dataset, runs, configs["crops"].name, len(base.folds), None,
+                 backbones=[b]) for b in base.backbones]
     rows += [row(METHODS[key][0], dataset, runs, configs[key].name, len(base.folds), seconds[key])
              for key in METHODS if key in configs]
-    result = {"base_config": dataclasses.asdict(base), "rows": rows}
+    result = {"base_config": dataclasses.asdict(base), "rows": rows,
+              "small_animals": [cost_of(runs, configs[key], predict_s[key]) for key in ("full", "crops")]}
     if methods:  # the student needs the full recipe's ensemble (ensemble/oof.npz) as its teacher
         fit_ensemble(dataset, runs, full)
         result["distill"] = distill(dataset, folds, base, runs, full, METHOD_BACKBONE)

@@ -52,3 +52,15 @@ def scale_table(result: dict) -> str:
     return markdown_table(["train images", "px", "wall s", "fold s", "train img/s", "peak RSS MiB", "cache MiB"],
                           [[r["images"], r["size"], r["wall_s"], r["fold_s"], r["train_img_s"], r["peak_rss_mib"],
                             r["cache_mib"]] for r in result["rows"]]) + "\n"
+
+
+def small_animals_table(result: dict) -> str:
+    """Whole frames against crops and tiles: cost, views, and each tile combiner's validation MAP@20."""
+    rules = sorted({r for e in result["small_animals"] for r in e.get("combiner_val_map20", {})})
+    return markdown_table(
+        ["experiment", "sampling", "train img/s", "predict frames/s", "views / frame", "chosen combiner",
+         *[f"val MAP@20 {r}" for r in rules]],
+        [[e["exp"], e["sampling"], e["train_img_s"], e["predict_frames_s"], e.get("views_per_frame", 1.0),
+          ", ".join(e.get("chosen", ["-"])), *[f"{e['combiner_val_map20'][r]:.3f}" if r in
+                                               e.get("combiner_val_map20", {}) else "-" for r in rules]]
+         for e in result["small_animals"]]) + "\n"

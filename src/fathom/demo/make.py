@@ -19,7 +19,7 @@ from fathom.errors import DataError
 
 # Fine categories per super-category, largest family first: the real competition's family sizes.
 FAMILY_SIZES = [46, 36, 23, 22, 22, 17, 16, 15, 14, 12, 12, 10, 10, 8, 7, 7, 6, 3, 3, 1]
-DEMO_VERSION = 1  # bump when the rendered output changes, so cached demo folders are rebuilt
+DEMO_VERSION = 2  # bump when the rendered output changes, so cached demo folders are rebuilt
 MARKER = "demo.json"
 URL = "https://demo.invalid/fathom/images/"  # demo images are local; the url only mirrors the layout
 
@@ -82,7 +82,7 @@ def coco(images, annotations, table: pd.DataFrame) -> dict:
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-def make_demo(out: str | Path, n_train: int = 800, n_eval: int = 400, size: int = 320, seed: int = 0,
+def make_demo(out: str | Path, n_train: int = 800, n_eval: int = 400, size: int = 640, seed: int = 0,
               force: bool = False) -> bool:
     """Build the demo folder; returns False (and does nothing) when it is already up to date."""
     out = Path(out)

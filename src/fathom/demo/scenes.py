@@ -9,7 +9,7 @@ from fathom.demo.shapes import Species, draw_species
 
 # The largest animal spans this share of the frame's long side, the smallest MIN_SCALE of it;
 # sizes are log-uniform in between, so most animals are small, as in the real frames.
-MAX_SCALE, MIN_SCALE = 0.16, 0.035
+MAX_SCALE, MIN_SCALE = 0.075, 0.015
 
 
 def background(rng: np.random.Generator, width: int, height: int, depth: float) -> tuple[np.ndarray, float]:

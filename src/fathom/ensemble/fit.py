@@ -28,12 +28,11 @@ from fathom.atomic import write_json
 from fathom.data.features import colour_stats_many
 from fathom.data.layout import Dataset
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
-from fathom.ensemble.members import Members, image_size_and_cache, load_members, train_labels
+from fathom.ensemble.members import Members, load_members, members_cache, train_labels
 from fathom.ensemble.osd_choice import Evidence, choose_osd, combined, single_scores
 from fathom.metric import map_at_k_from_probs, read_scoring_csv, scaled_auc, tokens
 from fathom.predictions import Predictions, run_dir
 from fathom.provenance import git_commit
-from fathom.train.data import ImageCache
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("best single", "equal weights", "tuned weights", "tuned weights + re-scoring")
@@ -92,10 +91,9 @@ def solution_labels(dataset: Dataset, ids: np.ndarray) -> tuple[np.ndarray, np.n
 
 def colour_features(dataset: Dataset, members: Members) -> dict[str, np.ndarray]:
     """id -> colour statistics of every train and eval frame, read from the experiment's image cache."""
-    size, cache_dir = image_size_and_cache(members)
     ids = np.concatenate([dataset.train["id"], dataset.eval["id"]]).astype(str)
     paths = list(dataset.train["path"]) + list(dataset.eval["path"])
-    files = ImageCache(cache_dir, size).build(paths)
+    files = members_cache(members).build(paths)
     return dict(zip(ids, colour_stats_many([str(f) for f in files], cached=True)))
 
 
@@ -112,12 +110,14 @@ def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, colour: d
         seen = train_labels(dataset, train_part).sum(0) > 0
         reference = np.stack([colour[i] for i in train_part])
         valid = Evidence(blend(members.oof_fine[:, rows], weights), blend(members.oof_super[:, rows], weights),
-                         members.oof_fine[:, rows], np.stack([colour[i] for i in valid_ids]), reference)
+                         members.oof_fine[:, rows], np.stack([colour[i] for i in valid_ids]), reference,
+                         None if members.oof_tiles is None else blend(members.oof_tiles[:, rows], weights))
         is_new = (labels[rows][:, ~seen] > 0).any(1).astype(float)
         unseen_images += int(is_new.sum())
         held_out.append((single_scores(valid), is_new))
         test = Evidence(blend(members.test_fine[:, position], weights), blend(members.test_super[:, position], weights),
-                        members.test_fine[:, position], eval_colour, reference)
+                        members.test_fine[:, position], eval_colour, reference,
+                        None if members.test_tiles is None else blend(members.test_tiles[:, position], weights))
         shift.append((single_scores(valid.join(test)), np.r_[np.zeros(rows.sum()), np.ones(len(eval_colour))]))
     return held_out, shift, unseen_images
 
@@ -167,7 +167,8 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
     test_fine, test_super = members.test_mean()
     final = Evidence(blend(test_fine, recipe.weights), blend(test_super, recipe.weights), test_fine,
                      np.stack([colour[i] for i in members.eval_ids]),
-                     np.stack([colour[i] for i in dataset.train["id"].astype(str)]))
+                     np.stack([colour[i] for i in dataset.train["id"].astype(str)]),
+                     None if members.test_tiles is None else blend(members.test_tiles.mean(1), recipe.weights))
     test_scores = single_scores(final)
     prediction = Predictions(members.eval_ids, recipe.apply(test_fine, test_super, parent), final.sup,
                              combined(test_scores, osd_method))

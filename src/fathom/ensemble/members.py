@@ -19,6 +19,7 @@ from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.infer.tta import fold_config
 from fathom.predictions import Predictions, fold_index, require_finished_folds, run_dir
+from fathom.train.data import ImageCache, frame_cache
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class Members:
     test_fine: np.ndarray  # [M, F, E, 290] each fold's model on the eval images
     test_super: np.ndarray  # [M, F, E, 20]
     fold_dirs: dict[str, list[Path]]
+    oof_tiles: np.ndarray | None = None  # [M, N] tile osd evidence, when every member predicted tiled
+    test_tiles: np.ndarray | None = None  # [M, F, E]
 
     def test_mean(self) -> tuple[np.ndarray, np.ndarray]:
         """[M, E, *] eval probabilities averaged over folds."""
@@ -88,6 +91,7 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
             test[name].append(aligned(fold_dir / f"test{suffix}.npz", eval_ids))
         oof_ids.append(ids)
         fold_of.append(np.full(len(ids), fold))
+    tiled = all(fold_config(ds[0]).sampling == "crops" for ds in dirs.values())
     return Members(
         names=names, folds=common, tta=use_tta, oof_ids=np.concatenate(oof_ids), fold_of=np.concatenate(fold_of),
         oof_fine=np.stack([np.vstack([p.fine for p in oof[n]]) for n in names]),
@@ -95,7 +99,9 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
         eval_ids=eval_ids,
         test_fine=np.stack([np.stack([p.fine for p in test[n]]) for n in names]),
         test_super=np.stack([np.stack([p.super for p in test[n]]) for n in names]),
-        fold_dirs=dirs)
+        fold_dirs=dirs,
+        oof_tiles=np.stack([np.concatenate([p.osd for p in oof[n]]) for n in names]) if tiled else None,
+        test_tiles=np.stack([np.stack([p.osd for p in test[n]]) for n in names]) if tiled else None)
 
 
 def has_fresh_tta(fold_dir: Path) -> bool:
@@ -118,7 +124,6 @@ def aligned(path: Path, ids: np.ndarray | None) -> Predictions:
                         hint="all members must be predicted on the same folds and eval images") from None
 
 
-def image_size_and_cache(members: Members) -> tuple[int, str]:
-    """The image-cache settings of the experiment's first fold (for cheap colour statistics)."""
-    cfg = fold_config(next(iter(members.fold_dirs.values()))[0])
-    return cfg.image_size, cfg.cache_dir
+def members_cache(members: Members) -> ImageCache:
+    """The image cache the experiment's first fold read its frames from (for cheap colour statistics)."""
+    return frame_cache(fold_config(next(iter(members.fold_dirs.values()))[0]))

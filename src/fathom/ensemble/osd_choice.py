@@ -2,7 +2,8 @@
 
 Candidates: the single-model scores of `fathom.osd` on the blended probabilities (max_prob, entropy,
 energy, super), the disagreement between members, the colour novelty of the frame (Mahalanobis
-distance of its colour statistics from the training frames'), and the rank average of every pair of
+distance of its colour statistics from the training frames'), for tiled members (`sampling: crops`) the
+tile evidence of fathom.infer.tiles (a tile sure of a family but of no known species), and the rank average of every pair of
 them ('max_prob+colour'): a content score (nothing here looks like a known species) and an appearance
 score (this water looks unlike the training dives) catch different kinds of shift.
 
@@ -43,12 +44,14 @@ class Evidence:
     member_fine: np.ndarray  # [M, N, 290] each member's probabilities
     colour: np.ndarray  # [N, 6] colour statistics of the frames
     colour_reference: np.ndarray  # [R, 6] the training frames' colour statistics
+    tiles: np.ndarray | None = None  # [N] tile evidence of tiled members (fathom.infer.tiles.tile_osd), blended
 
     def join(self, other: "Evidence") -> "Evidence":
         """Rows of both (the colour reference of `self`)."""
+        tiles = None if self.tiles is None or other.tiles is None else np.concatenate([self.tiles, other.tiles])
         return Evidence(np.vstack([self.fine, other.fine]), np.vstack([self.sup, other.sup]),
                         np.concatenate([self.member_fine, other.member_fine], axis=1),
-                        np.vstack([self.colour, other.colour]), self.colour_reference)
+                        np.vstack([self.colour, other.colour]), self.colour_reference, tiles)
 
 
 def single_scores(evidence: Evidence) -> dict[str, np.ndarray]:
@@ -57,6 +60,8 @@ def single_scores(evidence: Evidence) -> dict[str, np.ndarray]:
     if len(evidence.member_fine) >= 2:
         scores["disagreement"] = disagreement(evidence.member_fine)
     scores["colour"] = colour_novelty(evidence.colour_reference, evidence.colour)
+    if evidence.tiles is not None:
+        scores["tiles"] = evidence.tiles
     return scores
 
 

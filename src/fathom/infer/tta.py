@@ -2,7 +2,9 @@
 
 Each fold's best checkpoint predicts its validation images (the OOF rows) and the eval images under
 every view: the mirrored frame when `tta_hflip`, and each scale in `tta_scales` (a multiple of the
-training image size, read from its own image cache). Views are averaged after the sigmoid. The fold's
+training image size, read from its own image cache). Views are averaged after the sigmoid. Folds trained
+with `sampling: crops` predict every view tiled (fathom.infer.tiles): a scale resizes the whole frame and
+each tile to that multiple of image_size. The fold's
 resolved `config.yaml` supplies the architecture, image size, batch size and precision it trained with;
 `key=value` overrides change only the views (or batch size / workers).
 
@@ -13,6 +15,7 @@ runs/<exp>/tta/test/<backbone>.npz                         eval rows averaged ov
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -24,10 +27,11 @@ from fathom.config import TrainConfig, load_config
 from fathom.constants import N_FINE, N_SUPER
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
+from fathom.infer.tiles import DEFAULT_RULE, TileDataset, TilePlan, cached_shapes, frame_predictions
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions, combine_folds, require_finished_folds, run_dir
 from fathom.train.checkpoint import load_checkpoint
-from fathom.train.data import FrameDataset, ImageCache, eval_transform, make_loader
+from fathom.train.data import FrameDataset, ImageCache, eval_transform, frame_cache, make_loader
 from fathom.train.loop import predict
 from fathom.train.precision import Precision
 
@@ -62,31 +66,54 @@ class FoldPredictor:
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.precision = Precision.decide(cfg.amp, self.device)
+        self.tiled = cfg.sampling == "crops"
+        self.rule = json.loads((fold_dir / "done.json").read_text()).get("tile_combine", DEFAULT_RULE) \
+            if self.tiled else None
 
     def predict(self, paths: list[str], plain: Predictions | None = None) -> dict[str, np.ndarray]:
-        """{fine, super} probabilities of the images at `paths`, averaged over the views (equal weights).
+        """{fine, super, osd} of the images at `paths`, probabilities averaged over the views (equal
+        weights). Tiled folds (`sampling: crops`): each view's tiles are combined by the rule the fold
+        chose (done.json), then views are averaged, osd included; frame folds: osd = 1 - max fine.
 
         `plain`: the training run's own predictions of these images (the 1x view: same checkpoint,
         transform and precision), reused instead of predicted again.
         """
-        cfg, data = self.cfg, self.model.data_config()
-        n, total, count = len(paths), {"fine": 0.0, "super": 0.0}, 0
+        cfg = self.cfg
+        total, count = {"fine": 0.0, "super": 0.0, "osd": 0.0}, 0
         for scale in cfg.tta_scales:
             flips = (False, True) if cfg.tta_hflip else (False,)
             if scale == 1.0 and plain is not None:
-                total = {"fine": total["fine"] + plain.fine, "super": total["super"] + plain.super}
+                total = {head: total[head] + getattr(plain, head) for head in total}
                 count, flips = count + 1, flips[1:]
             if not flips:
                 continue
-            size = max(8, round(cfg.image_size * scale))
-            files = ImageCache(cfg.cache_dir, size).build(paths, workers=max(2, cfg.workers * 2))
-            dataset = FrameDataset(files, np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32),
-                                   eval_transform(size, data["mean"], data["std"]))
-            loader = make_loader(dataset, cfg.batch_size, False, cfg.workers, self.device)
-            out = predict(self.model, loader, self.precision, cfg.channels_last, flips=flips)
+            out = self.predict_view(paths, max(8, round(cfg.image_size * scale)), flips)
             total = {head: total[head] + out[head] * len(flips) for head in total}
             count += len(flips)
-        return {head: total[head] / count for head in total}
+        out = {head: total[head] / count for head in total}
+        if not self.tiled:
+            out["osd"] = 1.0 - out["fine"].max(1)
+        return out
+
+    def predict_view(self, paths: list[str], size: int, flips: tuple[bool, ...]) -> dict[str, np.ndarray]:
+        """One scale's probabilities (flips averaged): frames resized to `size`, or, tiled, each frame's
+        whole view and tiles resized to `size` and combined."""
+        cfg, data = self.cfg, self.model.data_config()
+        transform = eval_transform(size, data["mean"], data["std"])
+        cache = frame_cache(cfg) if self.tiled else ImageCache(cfg.cache_dir, size)
+        files = cache.build(paths, workers=max(2, cfg.workers * 2))
+        if self.tiled:
+            plan = TilePlan.of(cached_shapes(files), cfg.crop_size, cfg.tile_overlap)
+            dataset = TileDataset(files, plan, transform)
+        else:
+            n = len(paths)
+            dataset = FrameDataset(files, np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32),
+                                   transform)
+        loader = make_loader(dataset, cfg.batch_size, False, cfg.workers, self.device)
+        out = predict(self.model, loader, self.precision, cfg.channels_last, flips=flips)
+        if self.tiled:
+            return frame_predictions(out, plan, self.rule, cfg.tile_topk)
+        return {**out, "osd": 0.0}
 
 
 def predict_fold(fold_dir: Path, path_of: dict[str, str], overrides: list[str] = ()) -> dict[str, Predictions]:
@@ -103,7 +130,7 @@ def predict_fold(fold_dir: Path, path_of: dict[str, str], overrides: list[str] =
             raise DataError(fold_dir / f"{name}.npz", f"{len(missing)} ids are not in the dataset (e.g. {missing[0]})",
                             hint="predict with the data folder the experiment was trained on")
         probs = predictor.predict([path_of[i] for i in ids], plain=trained)
-        out[name] = Predictions(ids, probs["fine"], probs["super"], 1.0 - probs["fine"].max(1))
+        out[name] = Predictions(ids, probs["fine"], probs["super"], probs["osd"])
         out[name].save(fold_dir / f"{name}_tta.npz")
     return out
 

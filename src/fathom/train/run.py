@@ -34,14 +34,16 @@ from fathom.atomic import atomic_open, remove_temporaries, write_csv, write_json
 from fathom.config import TrainConfig, to_dict
 from fathom.constants import N_FINE, N_SUPER
 from fathom.data.labels import fine_multi_hot, prior_log_odds, repeat_factors, super_multi_hot
-from fathom.data.layout import Dataset
+from fathom.data.layout import Dataset, load_boxes
 from fathom.errors import DataError
+from fathom.infer.tiles import COMBINERS, DEFAULT_RULE, TileDataset, TilePlan, cached_shapes, frame_predictions
 from fathom.metric import map_at_k_from_probs
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions, combine_folds, prediction_path, run_dir
 from fathom.provenance import git_commit
 from fathom.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from fathom.train.data import EpochSampler, FrameDataset, ImageCache, eval_transform, make_loader, train_transform
+from fathom.train.data import (CropDataset, CropSampling, EpochSampler, FrameDataset, crop_transform, eval_transform,
+                               frame_cache, make_loader, train_transform)
 from fathom.train.distributed import Distributed
 from fathom.train.loop import predict, train_one_epoch
 from fathom.train.loss import FathomLoss, pos_weights
@@ -83,8 +85,10 @@ class FoldTrainer:
     """Trains one backbone on one fold; `run()` returns its validation and eval predictions."""
 
     def __init__(self, cfg: TrainConfig, dataset: Dataset, cache_files: dict[str, Path], folds: pd.DataFrame,
-                 backbone: str, fold: int, runs: Path, dist: Distributed = Distributed()):
+                 backbone: str, fold: int, runs: Path, dist: Distributed = Distributed(),
+                 boxes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
         cfg = cfg.for_backbone(backbone)
+        self.tiled = cfg.sampling == "crops"  # box-aware crops for training, tiles for prediction
         self.cfg, self.backbone, self.fold, self.dist = cfg, backbone, fold, dist
         self.device = device = dist.device()
         self.out = fold_dir(runs, cfg, backbone, fold)
@@ -100,11 +104,19 @@ class FoldTrainer:
         self.labels = self.targets["train"]  # true labels: class weights, sampling and the prior come from them
         if cfg.distill_from:
             self.targets["train"] = distilled_targets(runs, cfg, self.train_ids, *self.labels)
+        if self.tiled:
+            if boxes is None:
+                raise ValueError("sampling: crops needs the training boxes (image_boxes)")
+            no_box = (np.zeros((0, 4)), np.zeros(0, np.int64))
+            self.boxes = [boxes.get(i, no_box) for i in self.train_ids]
+            self.frame_sizes = train[["width", "height"]].to_numpy(np.float64)
+            self.parent = cats.parent
         self.files = {"train": [cache_files[i] for i in self.train_ids],
                       "valid": [cache_files[i] for i in self.valid_ids],
                       "eval": [cache_files[i] for i in self.eval_ids]}
         self.precision = Precision.decide(cfg.amp, device)
         self.loaders: dict[str, torch.utils.data.DataLoader] = {}
+        self.plans: dict[str, TilePlan] = {}
 
     def fingerprint(self) -> str:
         """What a finished fold depends on: its resolved config (less run-time plumbing) and its images.
@@ -127,16 +139,31 @@ class FoldTrainer:
                     self.fold)
         return False
 
+    def dataset(self, split: str) -> torch.utils.data.Dataset:
+        """Training samples (frames, or crops and frames), or the rows to predict: frames, or each frame's
+        whole view and tiles (`self.plans[split]` says which row is which)."""
+        n, cfg = len(self.files[split]), self.cfg
+        fine, sup = self.targets.get(split, (np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32)))
+        if split == "train" and self.tiled:
+            sampling = CropSampling(cfg.crop_size, cfg.crop_frame_ratio, cfg.crop_background_ratio, cfg.crop_jitter,
+                                    cfg.crop_min_visible)
+            return CropDataset(self.files[split], fine, sup, self.transforms["train"], self.transforms["crop"],
+                               [b for b, _ in self.boxes], [c for _, c in self.boxes], self.frame_sizes,
+                               self.parent, sampling, seed=cfg.seed)
+        if split != "train" and self.tiled:
+            self.plans[split] = TilePlan.of(cached_shapes(self.files[split]), cfg.crop_size, cfg.tile_overlap)
+            return TileDataset(self.files[split], self.plans[split], self.transforms["eval"])
+        return FrameDataset(self.files[split], fine, sup, self.transforms["train" if split == "train" else "eval"],
+                            seed=cfg.seed)
+
     def loader(self, split: str) -> torch.utils.data.DataLoader:
         """The fold's loader of a split, made once (its workers persist): training batches (this rank's
         share under DDP; `set_epoch` on its sampler picks the epoch) or this rank's rows to predict."""
         if split in self.loaders:
             return self.loaders[split]
-        n = len(self.files[split])
-        fine, sup = self.targets.get(split, (np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32)))
         train = split == "train"
-        dataset = FrameDataset(self.files[split], fine, sup, self.transforms["train" if train else "eval"],
-                               seed=self.cfg.seed)
+        dataset = self.dataset(split)
+        n = len(dataset)
         weights = repeat_factors(self.labels[0], self.cfg.repeat_threshold) if self.cfg.sampler == "balanced" else None
         sampler = EpochSampler(n, self.cfg.seed, self.dist.world, self.dist.rank, weights) if train else None
         if not train and self.dist.enabled:
@@ -145,13 +172,28 @@ class FoldTrainer:
                                           sampler=sampler)
         return self.loaders[split]
 
-    def predict(self, model, split: str, loss_fn: FathomLoss | None = None) -> dict:
-        """Probabilities for every row of `split` on every rank (each rank predicts its shard)."""
-        n = len(self.files[split])
-        probs = predict(model, self.loader(split), self.precision, self.cfg.channels_last, loss_fn)
+    def predict_rows(self, model, split: str, loss_fn: FathomLoss | None = None) -> dict:
+        """Probabilities of every row of the split's prediction loader (frames, or views when tiled), on
+        every rank (each rank predicts its shard)."""
+        loader = self.loader(split)
+        n = len(loader.dataset.dataset if isinstance(loader.dataset, Subset) else loader.dataset)
+        probs = predict(model, loader, self.precision, self.cfg.channels_last, loss_fn)
         shard = len(self.dist.shard(n))
         loss = self.dist.sum(probs.pop("loss") * shard) / max(n, 1)
         return {**self.dist.gather_rows(probs, n), "loss": loss}
+
+    def predict(self, model, split: str, loss_fn: FathomLoss | None = None, rule: str | None = None) -> dict:
+        """{fine, super, osd, loss} of every frame of `split`. Tiled: the views combined by `rule` (default:
+        the configured one, or max while `auto` has not chosen yet); loss = the mean binary cross-entropy
+        of the combined fine probabilities."""
+        if not self.tiled:
+            rows = self.predict_rows(model, split, loss_fn)
+            return {**rows, "osd": 1.0 - rows["fine"].max(1)}
+        views = self.predict_rows(model, split)
+        rule = rule or (DEFAULT_RULE if self.cfg.tile_combine == "auto" else self.cfg.tile_combine)
+        out = frame_predictions(views, self.plans[split], rule, self.cfg.tile_topk)
+        loss = mean_bce(out["fine"], self.targets[split][0]) if loss_fn is not None else 0.0
+        return {**out, "loss": loss, "views": views}
 
     def build(self):
         cfg = self.cfg
@@ -164,8 +206,8 @@ class FoldTrainer:
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         data_cfg = model.data_config()
-        self.transforms = {"train": train_transform(cfg.image_size, data_cfg["mean"], data_cfg["std"]),
-                           "eval": eval_transform(cfg.image_size, data_cfg["mean"], data_cfg["std"])}
+        self.transforms = {name: make(cfg.image_size, data_cfg["mean"], data_cfg["std"]) for name, make in
+                           (("train", train_transform), ("crop", crop_transform), ("eval", eval_transform))}
         loss_fn = FathomLoss(pos_weights(self.labels[0], cfg.pos_weight_power, cfg.pos_weight_cap),
                              cfg.super_weight, cfg.label_smoothing, cfg.loss, cfg.asl_gamma_neg, cfg.asl_gamma_pos,
                              cfg.asl_clip, cfg.focal_gamma,
@@ -246,21 +288,39 @@ class FoldTrainer:
         return self.predict_best(model)
 
     def predict_best(self, model) -> dict[str, np.ndarray]:
-        """Validation (OOF) and eval predictions of the best checkpoint, saved in the fold folder."""
+        """Validation (OOF) and eval predictions of the best checkpoint, saved in the fold folder. Tiled:
+        with `tile_combine: auto`, the rule with the best validation MAP@20 (every rule's is in done.json)."""
         model.load_state_dict(load_checkpoint(self.out / "best.pt", self.device)["model"])
-        out = {}
-        for split, ids, name in (("valid", self.valid_ids, "oof"), ("eval", self.eval_ids, "test")):
-            probs = self.predict(model, split)
-            out[name] = Predictions(ids, probs["fine"], probs["super"], 1.0 - probs["fine"].max(1))
-            if self.dist.is_main:
-                out[name].save(self.out / f"{name}.npz")
+        valid = self.predict(model, "valid")
+        record, rule = {}, None
+        if self.tiled:
+            scores = {r: map_at_k_from_probs(frame_predictions(valid["views"], self.plans["valid"], r,
+                                                               self.cfg.tile_topk)["fine"], self.targets["valid"][0])
+                      for r in COMBINERS}
+            rule = max(COMBINERS, key=scores.get) if self.cfg.tile_combine == "auto" else self.cfg.tile_combine
+            valid = frame_predictions(valid["views"], self.plans["valid"], rule, self.cfg.tile_topk)
+            record = {"tile_combine": rule, "tile_val_map20": scores}
+        out = {"oof": Predictions(self.valid_ids, valid["fine"], valid["super"], valid["osd"])}
+        test = self.predict(model, "eval", rule=rule)
+        out["test"] = Predictions(self.eval_ids, test["fine"], test["super"], test["osd"])
+        if self.tiled:
+            record["views_per_frame"] = {s: len(self.plans[s].frame) / self.plans[s].n_frames for s in self.plans}
+        if self.dist.is_main:
+            for name, predictions in out.items():
+                predictions.save(self.out / f"{name}.npz")
         if self.dist.is_main:
             write_json({"val_map20": map_at_k_from_probs(out["oof"].fine, self.targets["valid"][0]),
-                        "fingerprint": self.fingerprint(),
+                        "fingerprint": self.fingerprint(), **record,
                         "seconds": time.perf_counter() - self.started},  # this session's, when resumed
                        self.out / "done.json")
         self.dist.barrier()  # every rank sees done.json before deciding what to train next
         return out
+
+
+def mean_bce(probs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities against 0/1 (or soft) targets."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return float(-(targets * np.log(p) + (1 - targets) * np.log1p(-p)).mean())
 
 
 def distilled_targets(runs: Path, cfg: TrainConfig, ids: np.ndarray, fine: np.ndarray,
@@ -285,13 +345,22 @@ def distilled_targets(runs: Path, cfg: TrainConfig, ids: np.ndarray, fine: np.nd
 
 
 def build_cache(cfg: TrainConfig, dataset: Dataset, dist: Distributed = Distributed()) -> dict[str, Path]:
-    """Cache every train and eval frame at the training size once (rank 0 builds); returns id -> cache file."""
-    cache = ImageCache(cfg.cache_dir, cfg.image_size)
+    """Cache every train and eval frame once (rank 0 builds): at the training size, or at the crop scale
+    with `sampling: crops`. Returns id -> cache file."""
+    cache = frame_cache(cfg)
     table = pd.concat([dataset.train[["id", "path"]], dataset.eval[["id", "path"]]])
     paths = list(table["path"])
     files = cache.build(paths, workers=max(2, cfg.workers * 2)) if dist.is_main else None
     dist.barrier()  # the other ranks only name the files rank 0 has written
     return dict(zip(table["id"], files or [cache.file_for(p) for p in paths]))
+
+
+def image_boxes(dataset: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """train id -> (its boxes [n, 4] as x, y, w, h in original-frame pixels, their fine class indices [n])."""
+    boxes = load_boxes(dataset.root, dataset.categories)
+    classes = dataset.categories.index_of(boxes["category_id"].to_numpy())
+    xywh = boxes[["x", "y", "w", "h"]].to_numpy(np.float64)
+    return {i: (xywh[rows], classes[rows]) for i, rows in boxes.groupby("id").indices.items()}
 
 
 def train(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, backbones: list[str] | None = None,
@@ -318,6 +387,7 @@ def train(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, b
 def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, backbones: list[str],
                 fold_ids: list[int], resume: bool, dist: Distributed) -> dict[str, float]:
     cache_files = build_cache(cfg, dataset, dist)
+    boxes = image_boxes(dataset) if cfg.sampling == "crops" else None
     if dist.is_main:
         for folder in (run_dir(runs, cfg.name), *(run_dir(runs, cfg.name) / split for split in ("oof", "test"))):
             remove_temporaries(folder)  # fold folders are cleaned when their fold starts
@@ -329,7 +399,7 @@ def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: P
         try:
             parts = []
             for fold in fold_ids:
-                trainer = FoldTrainer(cfg, dataset, cache_files, folds, backbone, fold, runs, dist)
+                trainer = FoldTrainer(cfg, dataset, cache_files, folds, backbone, fold, runs, dist, boxes)
                 if trainer.is_done():
                     log.info("%s fold %d: done, reusing its predictions", backbone, fold)
                     parts.append({name: Predictions.load(trainer.out / f"{name}.npz") for name in ("oof", "test")})
