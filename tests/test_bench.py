@@ -45,7 +45,7 @@ def test_quality_bench_tiny(demo_dir, tmp_path):
     """Every row of the ablation table comes out, scored on the demo solution, and each ablation really
     changes the one ingredient it names."""
     from fathom.bench.quality import METHODS, experiments, random_split, run_quality_bench
-    from fathom.bench.tables import quality_table
+    from fathom.bench.tables import quality_table, small_animals_table
     from fathom.folds import make_folds
 
     dataset = load_dataset(demo_dir)
@@ -67,7 +67,8 @@ def test_quality_bench_tiny(demo_dir, tmp_path):
     result = run_quality_bench(dataset, folds, base, tmp_path / "runs", methods=False)  # methods: test_methods
     rows = {r["row"]: r for r in result["rows"]}
     assert list(rows) == ["full recipe", "resnet18 alone", "resnet10t alone", "no class weighting", "no super head",
-                          "no TTA", "equal weights", "no re-scoring", "untuned osd (1 - max prob)", "seed recipe"]
+                          "no TTA", "equal weights", "no re-scoring", "untuned osd (1 - max prob)", "seed recipe",
+                          "crops and tiles", "resnet18 alone, crops and tiles", "resnet10t alone, crops and tiles"]
     for r in rows.values():
         assert 0 <= r["map20"] <= 1 and -1 <= r["sauc"] <= 1 and abs(r["score"] - (r["map20"] + r["sauc"]) / 2) < 1e-9
         assert 0 <= r["oof_map20"] <= 1
@@ -78,6 +79,12 @@ def test_quality_bench_tiny(demo_dir, tmp_path):
     assert rows["full recipe"]["tta"] and not rows["no TTA"]["tta"]
     assert rows["full recipe"]["train_s"] > 0
     assert quality_table(result).count("\n") == len(rows) + 2
+    frames, crops = result["small_animals"]  # equal training compute: same backbones, epochs, size
+    assert configs["crops"].sampling == "crops" and configs["crops"].epochs == base.epochs
+    assert (frames["sampling"], crops["sampling"]) == ("frames", "crops") and "views_per_frame" not in frames
+    assert crops["views_per_frame"] > 1 and set(crops["combiner_val_map20"]) == {"max", "noisy_or", "topk_mean", "mean"}
+    assert min(frames["train_img_s"], crops["train_img_s"], frames["predict_frames_s"], crops["predict_frames_s"]) > 0
+    assert small_animals_table(result).count("\n") == 4
 
 
 def test_scale_bench_tiny(tmp_path):

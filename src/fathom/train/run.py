@@ -54,6 +54,7 @@ from fathom.train.tracking import Tracker, wanted
 
 log = logging.getLogger(__name__)
 RUN_TIME_KEYS = ("workers", "cache_dir", "wandb", "tta_hflip", "tta_scales")  # change no trained weights
+CROP_KEYS = tuple(k for k in to_dict(TrainConfig()) if k.startswith(("crop_", "tile_")))  # act under sampling: crops
 FINGERPRINT_VERSION = 2  # bump when a TrainConfig default changes
 
 
@@ -123,7 +124,9 @@ class FoldTrainer:
         Keys at their default value are left out, so an option added later (off by default) keeps
         finished folds; a change of a default in code must bump FINGERPRINT_VERSION instead."""
         defaults = to_dict(TrainConfig())
-        settings = {k: v for k, v in to_dict(self.cfg).items() if k not in RUN_TIME_KEYS and v != defaults[k]}
+        unused = CROP_KEYS if self.cfg.sampling == "frames" else ()  # crop geometry set for a switch not taken
+        settings = {k: v for k, v in to_dict(self.cfg).items()
+                    if k not in RUN_TIME_KEYS and k not in unused and v != defaults[k]}
         content = json.dumps([FINGERPRINT_VERSION, settings,
                               *(list(map(str, self.files[s])) for s in ("train", "valid", "eval"))])
         return hashlib.sha256(content.encode()).hexdigest()[:16]
