@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 from fathom.config import CHOICES
 from fathom.constants import N_FINE, N_SUPER
 from fathom.data.crops import cut, tile_windows
+from fathom.train.data import FrameDataset
 
 COMBINERS = CHOICES["tile_combine"][1:]  # the rules; "auto" chooses among them
 DEFAULT_RULE = "max"  # the rule validation uses while training when `tile_combine: auto`
@@ -82,6 +83,18 @@ class TileDataset(Dataset):
         window = self.plan.windows[v]
         image = np.asarray(frame) if window is None else cut(frame, window)
         return self.transform(image=image)["image"], torch.zeros(N_FINE), torch.zeros(N_SUPER)
+
+
+def prediction_rows(files: Sequence[Path], cfg, transform: A.Compose, targets: tuple | None = None
+                    ) -> tuple[Dataset, TilePlan | None]:
+    """The rows a fold predicts for cached frames `files`: the frames (with `targets`, zeros by default), or,
+    under `sampling: crops`, each frame's whole view and tiles (and the plan that says which is which)."""
+    if cfg.sampling == "crops":
+        plan = TilePlan.of(cached_shapes(files), cfg.crop_size, cfg.tile_overlap)
+        return TileDataset(files, plan, transform), plan
+    n = len(files)
+    fine, sup = targets or (np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32))
+    return FrameDataset(files, fine, sup, transform), None
 
 
 def combine(probs: np.ndarray, plan: TilePlan, rule: str, topk: int = 2) -> np.ndarray:

@@ -24,14 +24,13 @@ import torch
 
 from fathom.atomic import write_json
 from fathom.config import TrainConfig, load_config
-from fathom.constants import N_FINE, N_SUPER
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
-from fathom.infer.tiles import DEFAULT_RULE, TileDataset, TilePlan, cached_shapes, frame_predictions
+from fathom.infer.tiles import DEFAULT_RULE, frame_predictions, prediction_rows
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions, combine_folds, require_finished_folds, run_dir
 from fathom.train.checkpoint import load_checkpoint
-from fathom.train.data import FrameDataset, ImageCache, eval_transform, frame_cache, make_loader
+from fathom.train.data import ImageCache, eval_transform, frame_cache, make_loader
 from fathom.train.loop import predict
 from fathom.train.precision import Precision
 
@@ -101,17 +100,10 @@ class FoldPredictor:
         cfg, data = self.cfg, self.model.data_config()
         transform = eval_transform(size, data["mean"], data["std"])
         cache = frame_cache(cfg) if self.tiled else ImageCache(cfg.cache_dir, size)
-        files = cache.build(paths, workers=max(2, cfg.workers * 2))
-        if self.tiled:
-            plan = TilePlan.of(cached_shapes(files), cfg.crop_size, cfg.tile_overlap)
-            dataset = TileDataset(files, plan, transform)
-        else:
-            n = len(paths)
-            dataset = FrameDataset(files, np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32),
-                                   transform)
+        dataset, plan = prediction_rows(cache.build(paths, workers=max(2, cfg.workers * 2)), cfg, transform)
         loader = make_loader(dataset, cfg.batch_size, False, cfg.workers, self.device)
         out = predict(self.model, loader, self.precision, cfg.channels_last, flips=flips)
-        if self.tiled:
+        if plan is not None:
             return frame_predictions(out, plan, self.rule, cfg.tile_topk)
         return {**out, "osd": 0.0}
 

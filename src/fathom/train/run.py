@@ -36,7 +36,7 @@ from fathom.constants import N_FINE, N_SUPER
 from fathom.data.labels import fine_multi_hot, prior_log_odds, repeat_factors, super_multi_hot
 from fathom.data.layout import Dataset, load_boxes
 from fathom.errors import DataError
-from fathom.infer.tiles import COMBINERS, DEFAULT_RULE, TileDataset, TilePlan, cached_shapes, frame_predictions
+from fathom.infer.tiles import COMBINERS, DEFAULT_RULE, TilePlan, frame_predictions, prediction_rows
 from fathom.metric import map_at_k_from_probs
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions, combine_folds, prediction_path, run_dir
@@ -109,7 +109,7 @@ class FoldTrainer:
             if boxes is None:
                 raise ValueError("sampling: crops needs the training boxes (image_boxes)")
             no_box = (np.zeros((0, 4)), np.zeros(0, np.int64))
-            self.boxes = [boxes.get(i, no_box) for i in self.train_ids]
+            self.boxes, self.box_classes = zip(*(boxes.get(i, no_box) for i in self.train_ids))
             self.frame_sizes = train[["width", "height"]].to_numpy(np.float64)
             self.parent = cats.parent
         self.files = {"train": [cache_files[i] for i in self.train_ids],
@@ -147,17 +147,17 @@ class FoldTrainer:
         whole view and tiles (`self.plans[split]` says which row is which)."""
         n, cfg = len(self.files[split]), self.cfg
         fine, sup = self.targets.get(split, (np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32)))
-        if split == "train" and self.tiled:
+        if split != "train":
+            dataset, plan = prediction_rows(self.files[split], cfg, self.transforms["eval"], (fine, sup))
+            if plan is not None:
+                self.plans[split] = plan
+            return dataset
+        if self.tiled:
             sampling = CropSampling(cfg.crop_size, cfg.crop_frame_ratio, cfg.crop_background_ratio, cfg.crop_jitter,
                                     cfg.crop_min_visible)
             return CropDataset(self.files[split], fine, sup, self.transforms["train"], self.transforms["crop"],
-                               [b for b, _ in self.boxes], [c for _, c in self.boxes], self.frame_sizes,
-                               self.parent, sampling, seed=cfg.seed)
-        if split != "train" and self.tiled:
-            self.plans[split] = TilePlan.of(cached_shapes(self.files[split]), cfg.crop_size, cfg.tile_overlap)
-            return TileDataset(self.files[split], self.plans[split], self.transforms["eval"])
-        return FrameDataset(self.files[split], fine, sup, self.transforms["train" if split == "train" else "eval"],
-                            seed=cfg.seed)
+                               self.boxes, self.box_classes, self.frame_sizes, self.parent, sampling, seed=cfg.seed)
+        return FrameDataset(self.files[split], fine, sup, self.transforms["train"], seed=cfg.seed)
 
     def loader(self, split: str) -> torch.utils.data.DataLoader:
         """The fold's loader of a split, made once (its workers persist): training batches (this rank's
