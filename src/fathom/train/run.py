@@ -36,7 +36,7 @@ from fathom.constants import N_FINE, N_SUPER
 from fathom.data.labels import fine_multi_hot, prior_log_odds, repeat_factors, super_multi_hot
 from fathom.data.layout import Dataset, load_boxes
 from fathom.errors import DataError
-from fathom.infer.tiles import COMBINERS, DEFAULT_RULE, TilePlan, frame_predictions, prediction_rows
+from fathom.infer.tiles import COMBINERS, DEFAULT_RULE, TilePlan, combine, frame_predictions, prediction_rows
 from fathom.metric import map_at_k_from_probs
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions, combine_folds, prediction_path, run_dir
@@ -297,11 +297,11 @@ class FoldTrainer:
         valid = self.predict(model, "valid")
         record, rule = {}, None
         if self.tiled:
-            scores = {r: map_at_k_from_probs(frame_predictions(valid["views"], self.plans["valid"], r,
-                                                               self.cfg.tile_topk)["fine"], self.targets["valid"][0])
+            views, plan, topk = valid["views"], self.plans["valid"], self.cfg.tile_topk
+            scores = {r: map_at_k_from_probs(combine(views["fine"], plan, r, topk), self.targets["valid"][0])
                       for r in COMBINERS}
             rule = max(COMBINERS, key=scores.get) if self.cfg.tile_combine == "auto" else self.cfg.tile_combine
-            valid = frame_predictions(valid["views"], self.plans["valid"], rule, self.cfg.tile_topk)
+            valid = frame_predictions(views, plan, rule, topk)
             record = {"tile_combine": rule, "tile_val_map20": scores}
         out = {"oof": Predictions(self.valid_ids, valid["fine"], valid["super"], valid["osd"])}
         test = self.predict(model, "eval", rule=rule)
@@ -311,7 +311,6 @@ class FoldTrainer:
         if self.dist.is_main:
             for name, predictions in out.items():
                 predictions.save(self.out / f"{name}.npz")
-        if self.dist.is_main:
             write_json({"val_map20": map_at_k_from_probs(out["oof"].fine, self.targets["valid"][0]),
                         "fingerprint": self.fingerprint(), **record,
                         "seconds": time.perf_counter() - self.started},  # this session's, when resumed
