@@ -13,7 +13,10 @@ from fathom.data.layout import load_dataset
 from fathom.folds import make_folds, read_folds, write_folds
 from fathom.predictions import Predictions
 from fathom.train.checkpoint import load_checkpoint
-from fathom.train.run import FoldTrainer, build_cache
+from fathom.data.sampling import sampling_for
+from fathom.train.distributed import Distributed
+from fathom.train.fold import build_fold, fold_data
+from fathom.train.run import build_cache
 
 OVERRIDES = ["backbones=[resnet18]", "image_size=32", "folds=[0]", "epochs=2", "limit=40", "batch_size=8",
              "workers=0", "amp=fp32", "lr=0.001"]
@@ -42,11 +45,12 @@ def test_two_processes_train_one_model_and_rank_zero_writes(demo_dir, tmp_path):
     # The OOF rows gathered from two ranks equal one process predicting with the saved best model.
     cfg = load_config("demo", overrides)
     folds = read_folds(folds_csv, dataset.train["id"])
-    trainer = FoldTrainer(cfg, dataset, build_cache(cfg, dataset), folds, "resnet18", 0, tmp_path / "runs")
-    model = trainer.build()[0]
-    model.load_state_dict(load_checkpoint(fold / "best.pt")["model"])
-    single = trainer.predict(model, "valid")
+    cfg = cfg.for_backbone("resnet18")
+    data = fold_data(cfg, dataset, build_cache(cfg, dataset), folds, 0, tmp_path / "runs")
+    parts = build_fold(cfg, data, "resnet18", 0, sampling_for(cfg), None, dataset.categories.parent, Distributed())
+    parts.predictor.model.load_state_dict(load_checkpoint(fold / "best.pt")["model"])
+    single, _, _ = parts.predictor.frames("valid", data.files["valid"], parts.transforms["eval"])
     oof = Predictions.load(fold / "oof.npz")
-    assert list(oof.ids) == list(trainer.valid_ids)
+    assert list(oof.ids) == list(data.ids["valid"])
     np.testing.assert_allclose(oof.fine, single["fine"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(oof.super, single["super"], rtol=1e-4, atol=1e-6)

@@ -18,7 +18,9 @@ from fathom.predictions import Predictions
 from fathom.report import write_report
 from fathom.submission import validate_submission_file
 from fathom.submit import submit
-from fathom.train.loop import predict
+from fathom.predictor import predict
+from fathom.runs import Experiment, FoldDir, SubmissionRecord, read_record
+from fathom.atomic import without_nan
 from fathom.train.precision import Precision
 from fathom.train.run import train
 
@@ -89,23 +91,25 @@ def test_tta_ensemble_submission_and_report_end_to_end(trained, tmp_path):
     assert len(oof.ids) == len(set(oof.ids)) and set(oof.ids) == set(np.concatenate(validation))
     assert list(test.ids) == list(dataset.eval["id"])
 
-    record = submit(dataset, runs, "tiny", tmp_path / "subs", "tiny")
-    assert record["tta"] is True and record["members"] == ["resnet10t", "resnet18"]
-    assert sum(record["weights"].values()) == pytest.approx(1.0) and min(record["weights"].values()) >= 0
-    assert record["exponents"]["a"] == 1.0 and record["exponents"]["b"] >= 0
-    assert record["strategy"] in record["strategies"]
-    for row in record["strategies"].values():
-        assert 0 <= row["held_out"] <= 1 and 0 <= row["in_sample"] <= 1 and "demo_eval_map20" in row
-    best_single = record["strategies"]["best single"]["held_out"]
-    assert record["strategies"][record["strategy"]]["held_out"] >= best_single
-    assert record["osd"]["method"] in record["osd"]["sauc"] and "eval_score" in record and record["git_commit"]
-    assert json.loads((runs / "tiny" / "ensemble.json").read_text())["weights"] == record["weights"]
+    submitted = submit(dataset, runs, "tiny", tmp_path / "subs", "tiny")
+    record = submitted.ensemble
+    assert record.tta is True and record.members == ["resnet10t", "resnet18"]
+    assert sum(record.weights.values()) == pytest.approx(1.0) and min(record.weights.values()) >= 0
+    assert record.exponents["a"] == 1.0 and record.exponents["b"] >= 0
+    assert record.strategy in record.strategies
+    for row in record.strategies.values():
+        assert 0 <= row.held_out <= 1 and 0 <= row.in_sample <= 1 and row.demo_eval_map20 is not None
+    assert record.chosen.held_out >= record.strategies["best single"].held_out
+    assert record.osd.method in record.osd.sauc and submitted.eval_score is not None and record.git_commit
+    as_json = lambda r: without_nan(dataclasses.asdict(r))  # noqa: E731 (NaN is written as null)
+    assert as_json(Experiment(runs, "tiny").ensemble()) == as_json(record)  # the records read back as written
+    assert as_json(read_record(SubmissionRecord, tmp_path / "subs" / "tiny.json")) == as_json(submitted)
     validate_submission_file(tmp_path / "subs" / "submission.csv", dataset.eval["id"], dataset.categories.ids)
     sub = pd.read_csv(tmp_path / "subs" / "tiny.csv")
     assert sub["osd"].nunique() > 1
 
     report = write_report(dataset, runs, "tiny").read_text()
-    assert "held-out MAP@20" in report and f"Chosen: **{record['osd']['method']}**" in report
+    assert "held-out MAP@20" in report and f"Chosen: **{record.osd.method}**" in report
     assert "TTA gain" in report and "fold 1" in report
     for png in ("report_ap_vs_frequency.png", "report_oof_by_backbone.png"):
         assert (runs / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

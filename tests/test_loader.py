@@ -5,7 +5,9 @@ import numpy as np
 import torch
 
 from fathom.constants import N_FINE, N_SUPER
-from fathom.train.data import EpochSampler, FrameDataset, ImageCache, make_loader, train_transform
+from fathom.data.cache import ImageCache
+from fathom.data.samples import EpochSampler, FrameDataset, make_loader
+from fathom.data.transforms import train_transform
 
 
 def test_epoch_sampler_order_depends_only_on_seed_and_epoch():

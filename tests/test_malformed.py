@@ -28,7 +28,7 @@ from fathom.metric import read_scoring_csv
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions
 from fathom.train.checkpoint import load_checkpoint, save_checkpoint
-from fathom.train.data import ImageCache
+from fathom.data.cache import ImageCache
 
 
 # ---- helpers that edit one file of a competition folder ------------------------------------------------

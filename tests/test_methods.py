@@ -18,7 +18,7 @@ from fathom.folds import make_folds
 from fathom.infer.tta import predict_experiment
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions
-from fathom.train.data import EpochSampler
+from fathom.data.samples import EpochSampler
 from fathom.train.loss import FathomLoss
 from fathom.train.mixing import MultiLabelMix
 from fathom.train.run import train

@@ -16,9 +16,12 @@ from fathom.data.layout import load_dataset
 from fathom.demo.make import make_demo
 from fathom.errors import DataError
 from fathom.folds import read_folds
-from fathom.infer.tiles import COMBINERS, TileDataset, TilePlan, cached_shapes, combine, tile_osd
+from fathom.data.tiles import COMBINERS, TileDataset, TilePlan, cached_shapes, combine, tile_evidence
 from fathom.predictions import Predictions
-from fathom.train.data import CropDataset, CropSampling, ImageCache, crop_transform, eval_transform, train_transform
+from fathom.runs import FoldDir
+from fathom.data.cache import ImageCache
+from fathom.data.samples import CropDataset, CropDraw
+from fathom.data.transforms import crop_transform, eval_transform, train_transform
 
 WINDOW = (100, 100, 200, 200)  # x0, y0, x1, y1
 
@@ -109,7 +112,7 @@ def test_combiners_on_a_hand_computed_frame():
     # tile evidence: tiles only (the whole view's 0.9 x (1 - 0.1) is ignored), max over a frame's tiles
     sup = np.array([[0.9], [0.5], [1.0], [1.0], [0.2]])
     fine = np.array([[0.1, 0.0], [0.6, 0.0], [0.5, 0.0], [0.0, 0.0], [0.5, 0.0]])
-    assert np.allclose(tile_osd(fine, sup, plan), [0.5, 0.1])
+    assert np.allclose(tile_evidence(fine, sup, plan), [0.5, 0.1])
 
 
 def test_crop_samples_are_labelled_by_their_boxes_and_reproducible(tmp_path):
@@ -126,7 +129,7 @@ def test_crop_samples_are_labelled_by_their_boxes_and_reproducible(tmp_path):
     def dataset(frame_ratio):
         return CropDataset([tmp_path / "f.npy"], fine_image, sup_image, train_transform(32, mean, std),
                            crop_transform(32, mean, std), boxes, classes, np.array([[400, 200]]), parent,
-                           CropSampling(64, frame_ratio, 0.0, 0.5, 0.5), seed=1)
+                           CropDraw(64, frame_ratio, 0.0, 0.5, 0.5), seed=1)
 
     crops = dataset(0.0)
     seen = set()
@@ -189,21 +192,26 @@ def test_crops_and_tiles_end_to_end(demo_dir, tmp_path):
     scores = train(cfg, dataset, read_folds(folds_csv, dataset.train["id"]), tmp_path / "runs")
     assert 0 <= scores["resnet18"] <= 1
     fold = tmp_path / "runs" / "crops" / "resnet18" / "fold_0"
-    done = json.loads((fold / "done.json").read_text())
-    assert set(done["tile_val_map20"]) == set(COMBINERS)
-    assert done["tile_combine"] == max(COMBINERS, key=done["tile_val_map20"].get)
-    assert done["val_map20"] == pytest.approx(done["tile_val_map20"][done["tile_combine"]])
+    done = FoldDir(fold).done()
+    assert set(done.tile_val_map20) == set(COMBINERS)
+    assert done.tile_combine == max(COMBINERS, key=done.tile_val_map20.get)
+    assert done.val_map20 == pytest.approx(done.tile_val_map20[done.tile_combine])
     # 96 x 54 cached frames: the whole frame and 3 x 2 tiles of 48 px; the smaller 77 x 39 ones: 1 + 2 x 1
-    assert 3 < done["views_per_frame"]["eval"] < 7
+    assert 3 < done.views_per_frame["eval"] < 7
     assert (tmp_path / "cache" / "long96").is_dir() and not (tmp_path / "cache" / "short32").exists()
 
     oof = Predictions.load(fold / "oof.npz")
-    assert ((0 <= oof.osd) & (oof.osd <= 1)).all() and not np.allclose(oof.osd, 1 - oof.fine.max(1))
+    evidence = oof.extras["tile_evidence"]
+    assert "osd" not in oof.extras  # a fold's file holds evidence; the ensemble step chooses the osd
+    assert ((0 <= evidence) & (evidence <= 1)).all() and not np.allclose(evidence, 1 - oof.fine.max(1))
     path_of = dict(zip(pd.concat([dataset.train["id"], dataset.eval["id"]]),
                        pd.concat([dataset.train["path"], dataset.eval["path"]])))
     again = FoldPredictor(fold, ["tta_hflip=false"]).predict([path_of[i] for i in oof.ids])
-    assert np.allclose(again["fine"], oof.fine, atol=1e-5) and np.allclose(again["osd"], oof.osd, atol=1e-5)
+    assert np.allclose(again["fine"], oof.fine, atol=1e-5) and np.allclose(again["tile_evidence"], evidence, atol=1e-5)
 
     assert predict_experiment(dataset, tmp_path / "runs", "crops")["resnet18"] == ["1x", "1x+hflip"]
+    tta = Predictions.load(fold / "oof_tta.npz")
+    test = Predictions.load(tmp_path / "runs" / "crops" / "test" / "resnet18.npz")
+    assert "tile_evidence" in tta.extras and "tile_evidence" in test.extras  # oof and test files agree
     record, prediction = fit_ensemble(dataset, tmp_path / "runs", "crops", write=False)
-    assert record["tta"] and "tiles" in record["osd"]["sauc"] and len(prediction.ids) == len(dataset.eval)
+    assert record.tta and "tiles" in record.osd.sauc and len(prediction.ids) == len(dataset.eval)

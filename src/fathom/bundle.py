@@ -7,7 +7,7 @@ DIR/
   weights/<backbone>.safetensors   ImageNet weights of a config's backbones (--weights)
   runs/<exp>/              trained folds: best checkpoints, configs, OOF and test predictions (--checkpoints)
   bundle.json              what is inside, and the git commit it was built from
-  dataset-metadata.json    for `kaggle datasets create -p DIR`
+  dataset-metadata.json    for `kaggle datasets create -p DIR --dir-mode tar`
   README.md                how to attach it
 
 The folder is built beside DIR and renamed into place at the end: an interrupted build leaves the
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from fathom.errors import DataError, FathomError
-from fathom.predictions import require_finished_folds, run_dir
+from fathom.runs import Experiment
 from fathom.provenance import git_commit
 
 # Kaggle's Python image already has torch, torchvision, timm, albumentations, pandas, scikit-learn,
@@ -102,23 +102,25 @@ def add_weights(dest: Path, backbones: list[str], weights_from: Path | None) -> 
 
 def add_run(dest: Path, runs: Path, exp: str) -> dict[str, list[str]]:
     """The experiment's run folder without resume state; only folds that finished training."""
-    folds = require_finished_folds(runs, exp)
-    finished = {d.resolve() for dirs in folds.values() for d in dirs}
+    experiment = Experiment(runs, exp)
+    folds = experiment.require_finished_folds()
+    finished = {d.path.resolve() for dirs in folds.values() for d in dirs}
 
     def left_out(folder: str, names: list[str]) -> set[str]:
         skip = set(shutil.ignore_patterns(*RUN_FILES_LEFT_OUT)(folder, names))
         return skip | {n for n in names if n.startswith("fold_") and (Path(folder) / n).resolve() not in finished}
 
-    shutil.copytree(run_dir(runs, exp), dest, ignore=left_out)
-    return {backbone: [d.name for d in dirs] for backbone, dirs in folds.items()}
+    shutil.copytree(experiment.root, dest, ignore=left_out)
+    return {backbone: [d.path.name for d in dirs] for backbone, dirs in folds.items()}
 
 
 def bundle_readme(manifest: dict) -> str:
     lines = [
         "# fathom bundle: FathomNet 2023 code, wheels and weights for Kaggle notebooks with internet off", "",
         f"Built from git commit `{manifest['git_commit']}`.", "",
-        "1. Upload this folder as a private Kaggle dataset: `kaggle datasets create -p THIS_FOLDER` after putting",
-        "   your user name in `dataset-metadata.json`, or drag the folder into *Datasets > New dataset*.",
+        "1. Upload this folder as a private Kaggle dataset: `kaggle datasets create -p THIS_FOLDER --dir-mode tar`",
+        "   (`kaggle datasets version -p THIS_FOLDER --dir-mode tar -m MSG` for a new version) after putting your",
+        "   user name in `dataset-metadata.json`. Without `--dir-mode tar` the CLI skips every subfolder.",
         "2. In the notebook (`notebooks/02_train_kaggle.ipynb` or `03_inference_kaggle.ipynb`): *Add input* ->",
         "   this dataset, and set `BUNDLE` in the first cell to its folder under `/kaggle/input/`.",
         "3. The set-up cell installs the package with `pip install --no-index --no-deps --find-links",
@@ -196,11 +198,11 @@ def restore_run(sources: Path | list[Path], runs: Path) -> Path:
                         hint="pass the runs/<exp> folders of one experiment")
     owner: dict[str, Path] = {}
     for source in sources:
-        for backbone, dirs in require_finished_folds(source.parent, source.name).items():
+        for backbone, dirs in Experiment(source.parent, source.name).require_finished_folds().items():
             for fold in dirs:
-                key = f"{backbone}/{fold.name}"
+                key = f"{backbone}/{fold.path.name}"
                 if key in owner:
-                    raise DataError(fold, f"{key} is also in {owner[key]}", hint="keep one copy of each fold")
+                    raise DataError(fold.path, f"{key} is also in {owner[key]}", hint="keep one copy of each fold")
                 owner[key] = source
     dest = Path(runs) / sources[0].name
 

@@ -178,7 +178,7 @@ def cmd_prior(args) -> int:
     from fathom.metric import map_at_k_from_probs
     from fathom.data.labels import fine_multi_hot
     from fathom.models.prior import fit_prior
-    from fathom.predictions import prediction_path
+    from fathom.runs import Experiment
 
     dataset = load(args)
     folds = read_folds(args.folds, dataset.train["id"])
@@ -186,8 +186,8 @@ def cmd_prior(args) -> int:
     eval_features = colour_stats_many(list(dataset.eval["path"]))
     oof, test = fit_prior(dataset.train, folds, dataset.eval["id"].to_numpy(), train_features, eval_features,
                           dataset.categories)
-    oof.save(prediction_path(args.runs, args.exp, "oof", "prior"))
-    test.save(prediction_path(args.runs, args.exp, "test", "prior"))
+    oof.save(Experiment(args.runs, args.exp).predictions("oof", "prior"))
+    test.save(Experiment(args.runs, args.exp).predictions("test", "prior"))
     targets = fine_multi_hot(dataset.train["categories"], dataset.categories)
     print(f"prior: OOF MAP@20 {map_at_k_from_probs(oof.fine, targets):.4f} ({len(oof.ids)} train images)")
     return 0
@@ -195,10 +195,12 @@ def cmd_prior(args) -> int:
 
 def cmd_predict(args) -> int:
     from fathom.infer.tta import predict_experiment
+    from fathom.runs import Experiment
 
     views = predict_experiment(load(args), args.runs, args.exp, args.overrides)
+    folder = Experiment(args.runs, args.exp).views_file.parent
     for backbone, names in views.items():
-        print(f"{args.exp}/{backbone}: TTA views {', '.join(names)} -> {args.runs / args.exp / 'tta'}")
+        print(f"{args.exp}/{backbone}: TTA views {', '.join(names)} -> {folder}")
     return 0
 
 
@@ -206,18 +208,18 @@ def cmd_submit(args) -> int:
     from fathom.submit import submit
 
     record = submit(load(args), args.runs, args.exp, args.out, args.name or args.exp)  # images: colour osd
-    if "strategy" in record:
-        strategy = record["strategies"][record["strategy"]]
-        weights = ", ".join(f"{n} {w:.2f}" for n, w in record["weights"].items() if w)
-        osd = record["osd"]["sauc"][record["osd"]["method"]]
-        print(f"{args.exp}: ensemble '{record['strategy']}' ({weights}; b = {record['exponents']['b']}): OOF MAP@20 "
-              f"{strategy['held_out']:.4f} held out (best single {record['strategies']['best single']['held_out']:.4f},"
-              f" equal weights {record['strategies']['equal weights']['held_out']:.4f})")
-        print(f"{args.exp}: osd = {record['osd']['method']} (sAUC {osd['held_out_categories']:.4f} on held-out "
-              f"categories, {osd['train_vs_test']:.4f} train vs test)")
-    print(f"wrote {args.out / (record['name'] + '.csv')} and {args.out / 'submission.csv'} ({record['rows']} rows)")
-    if "eval_score" in record:
-        print("demo eval score: " + json.dumps(record["eval_score"]))
+    ensemble = record.ensemble
+    if ensemble is not None:
+        weights = ", ".join(f"{n} {w:.2f}" for n, w in ensemble.weights.items() if w)
+        strategies, osd = ensemble.strategies, ensemble.osd.chosen
+        print(f"{args.exp}: ensemble '{ensemble.strategy}' ({weights}; b = {ensemble.exponents['b']}): OOF MAP@20 "
+              f"{ensemble.chosen.held_out:.4f} held out (best single {strategies['best single'].held_out:.4f},"
+              f" equal weights {strategies['equal weights'].held_out:.4f})")
+        print(f"{args.exp}: osd = {ensemble.osd.method} (sAUC {osd.held_out_categories:.4f} on held-out "
+              f"categories, {osd.train_vs_test:.4f} train vs test)")
+    print(f"wrote {args.out / (record.name + '.csv')} and {args.out / 'submission.csv'} ({record.rows} rows)")
+    if record.eval_score is not None:
+        print("demo eval score: " + json.dumps(record.eval_score))
     return 0
 
 

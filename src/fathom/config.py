@@ -55,7 +55,7 @@ class TrainConfig:
     logit_adjustment: float = 0.0  # tau: the loss adds tau * log-odds(class frequency) to the fine logits
     sampler: str = "uniform"  # uniform | balanced (repeat-factor weights: rare-category images drawn more)
     repeat_threshold: float = 0.1  # balanced: a category in a share f < t of the images repeats sqrt(t / f) x
-    # Small animals (README "Small animals"; fathom.data.crops, fathom.infer.tiles)
+    # Small animals (docs/small-animals.md; fathom.data.sampling, fathom.data.crops, fathom.data.tiles)
     sampling: str = "frames"  # frames | crops: box-aware crops for training and tiles for prediction
     crop_long_side: int = 960  # crops: frames are cached with their long side at most this (px, never enlarged)
     crop_size: int = 384  # crops: side of a crop or tile in those pixels, resized to image_size

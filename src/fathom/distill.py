@@ -16,7 +16,6 @@ that, its eval score cannot.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -31,8 +30,9 @@ from fathom.ensemble.fit import fit_ensemble
 from fathom.errors import DataError
 from fathom.infer.tta import FoldPredictor, fold_config, view_names
 from fathom.metric import as_json_numbers
-from fathom.predictions import Predictions, require_finished_folds, run_dir
+from fathom.predictions import Predictions
 from fathom.provenance import git_commit
+from fathom.runs import EnsembleRecord, Experiment, FoldDir
 from fathom.submit import score_on_solution
 from fathom.train.run import train
 
@@ -40,20 +40,12 @@ log = logging.getLogger(__name__)
 TIMED_IMAGES = 64
 
 
-def teacher_record(runs: Path, exp: str) -> dict:
-    path = run_dir(runs, exp) / "ensemble.json"
-    if not path.is_file():
-        raise DataError(path, f"experiment {exp!r} has no ensemble to distil", hint=f"run `python -m fathom submit "
-                        f"--exp {exp}` first")
-    return json.loads(path.read_text())
-
-
 def student_config(base: TrainConfig, teacher: str, student: str, folds: list[int], weight: float) -> TrainConfig:
     return dataclasses.replace(base.for_backbone(student), name=f"{teacher}-distill-{student}", backbones=[student],
                                folds=folds, distill_from=teacher, distill_weight=weight, by_backbone={})
 
 
-def images_per_second(fold_dir: Path, paths: list[str]) -> tuple[float, int]:
+def images_per_second(fold_dir: FoldDir, paths: list[str]) -> tuple[float, int]:
     """(images/s of one fold model predicting `paths` one view at a time, its number of TTA views)."""
     views = len(view_names(fold_config(fold_dir)))
     predictor = FoldPredictor(fold_dir, ["tta_hflip=false", "tta_scales=[1.0]"])
@@ -66,7 +58,7 @@ def images_per_second(fold_dir: Path, paths: list[str]) -> tuple[float, int]:
 def inference_speed(runs: Path, exp: str, weights: dict[str, float], paths: list[str], tta: bool) -> dict:
     """Images/s of predicting with every (member with weight > 0) x fold x view of `exp`: each member's
     fold 0 is timed on `paths` for one view; the other folds and views cost the same."""
-    found = require_finished_folds(runs, exp)
+    found = Experiment(runs, exp).require_finished_folds()
     seconds_per_image, models = 0.0, 0
     for member, weight in weights.items():
         if weight <= 0:
@@ -88,24 +80,24 @@ def eval_score(dataset: Dataset, prediction: Predictions) -> dict | None:
 def distill(dataset: Dataset, folds: pd.DataFrame, base: TrainConfig, runs: Path, teacher: str, student: str,
             weight: float = 0.5) -> dict:
     """Train the student (finished folds are reused), ensemble it, and compare it with the teacher."""
-    record = teacher_record(runs, teacher)
-    cfg = student_config(base, teacher, student, record["folds"], weight)
+    record = Experiment(runs, teacher).ensemble()
+    cfg = student_config(base, teacher, student, record.folds, weight)
     train(cfg, dataset, folds, runs)
     student_record, student_prediction = fit_ensemble(dataset, runs, cfg.name, tta=False)
-    teacher_prediction = Predictions.load(run_dir(runs, teacher) / "ensemble" / "test.npz")
+    teacher_prediction = Predictions.load(Experiment(runs, teacher).ensemble_predictions("test"))
     paths = dataset.eval["path"].tolist()[:TIMED_IMAGES]
 
-    def summary(rec: dict, prediction: Predictions, exp: str, tta: bool) -> dict:
-        return {"exp": exp, "members": [m for m, w in rec["weights"].items() if w > 0],
-                "oof_map20_held_out": rec["strategies"][rec["strategy"]]["held_out"],
-                "eval": eval_score(dataset, prediction), "osd": rec["osd"]["method"],
-                **inference_speed(runs, exp, rec["weights"], paths, tta)}
+    def summary(rec: EnsembleRecord, prediction: Predictions, exp: str, tta: bool) -> dict:
+        return {"exp": exp, "members": [m for m, w in rec.weights.items() if w > 0],
+                "oof_map20_held_out": rec.chosen.held_out,
+                "eval": eval_score(dataset, prediction), "osd": rec.osd.method,
+                **inference_speed(runs, exp, rec.weights, paths, tta)}
 
-    result = {"teacher": summary(record, teacher_prediction, teacher, record["tta"]),
+    result = {"teacher": summary(record, teacher_prediction, teacher, record.tta),
               "student": summary(student_record, student_prediction, cfg.name, False),
               "student_backbone": student, "distill_weight": weight, "git_commit": git_commit()}
     result["speedup"] = result["student"]["images_per_s"] / result["teacher"]["images_per_s"]
-    write_json(result, run_dir(runs, cfg.name) / "distill.json")
+    write_json(result, Experiment(runs, cfg.name).distill_file)
     return result
 
 

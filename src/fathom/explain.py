@@ -10,7 +10,6 @@ feature maps and are refused.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -24,8 +23,9 @@ from fathom.data.images import open_rgb
 from fathom.data.layout import Dataset
 from fathom.errors import DataError, FathomError
 from fathom.infer.tta import FoldPredictor
-from fathom.predictions import Predictions, require_finished_folds, run_dir
-from fathom.train.data import eval_transform
+from fathom.predictions import Predictions
+from fathom.runs import Experiment, FoldDir
+from fathom.data.transforms import eval_transform
 
 log = logging.getLogger(__name__)
 SHOWN_SHORT_SIDE = 360  # the frame is drawn at this short side, whatever size the model saw
@@ -52,20 +52,20 @@ def last_feature_layer(model) -> nn.Module:
     return model.backbone.get_submodule(last["module"])
 
 
-def choose_backbone(runs: Path, exp: str, found: dict[str, list[Path]]) -> str:
+def choose_backbone(runs: Path, exp: str, found: dict[str, list[FoldDir]]) -> str:
     """The ensemble's heaviest member when the experiment has an ensemble.json, else its first backbone."""
-    record = run_dir(runs, exp) / "ensemble.json"
-    if record.is_file():
-        weights = json.loads(record.read_text()).get("weights", {})
+    experiment = Experiment(runs, exp)
+    if experiment.ensemble_file.is_file():
+        weights = experiment.ensemble().weights
         ranked = [name for name, _ in sorted(weights.items(), key=lambda kv: -kv[1]) if name in found]
         if ranked:
             return ranked[0]
     return next(iter(found))
 
 
-def held_out_by(fold_dirs: list[Path]) -> dict[str, Path]:
+def held_out_by(fold_dirs: list[FoldDir]) -> dict[str, FoldDir]:
     """image id -> the fold whose validation rows hold it (the fold model never trained on it)."""
-    return {str(i): fold_dir for fold_dir in fold_dirs for i in Predictions.load(fold_dir / "oof.npz").ids}
+    return {str(i): fold_dir for fold_dir in fold_dirs for i in Predictions.load(fold_dir.predictions("oof")).ids}
 
 
 def class_activation_maps(predictor: FoldPredictor, frame: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray,
@@ -115,10 +115,10 @@ def plot_explanation(frame: np.ndarray, maps: np.ndarray, names: list[str], prob
 def explain(dataset: Dataset, runs: Path, exp: str, ids: list[str], out: Path, backbone: str | None = None,
             top: int = 3) -> list[Path]:
     """Write `<out>/<id>.png` for every id (train or eval images of `dataset`); returns the paths."""
-    found = require_finished_folds(runs, exp)
+    found = Experiment(runs, exp).require_finished_folds()
     backbone = backbone or choose_backbone(runs, exp, found)
     if backbone not in found:
-        raise DataError(run_dir(runs, exp), f"no finished fold of backbone {backbone!r}",
+        raise DataError(Experiment(runs, exp).root, f"no finished fold of backbone {backbone!r}",
                         hint=f"finished: {', '.join(found)}")
     path_of = {**dict(zip(dataset.train["id"], dataset.train["path"])),
                **dict(zip(dataset.eval["id"], dataset.eval["path"]))}
@@ -128,7 +128,7 @@ def explain(dataset: Dataset, runs: Path, exp: str, ids: list[str], out: Path, b
     names = dataset.categories.table["name"].tolist()
     labels_of = dataset.train.set_index("id")["categories"]
     fold_of = held_out_by(found[backbone])
-    predictors: dict[Path, FoldPredictor] = {}
+    predictors: dict[FoldDir, FoldPredictor] = {}
     written = []
     for image_id in ids:
         fold_dir = fold_of.get(image_id, found[backbone][0])  # eval images: the first fold
@@ -141,7 +141,7 @@ def explain(dataset: Dataset, runs: Path, exp: str, ids: list[str], out: Path, b
         order, probs, maps = class_activation_maps(predictor, frame, top)
         truth = labels_of.get(image_id)
         labels = "eval image" if truth is None else "labels: " + (", ".join(names[c - 1] for c in truth) or "none")
-        title = f"{image_id} - {exp}/{backbone} {fold_dir.name} - {labels}"
+        title = f"{image_id} - {exp}/{backbone} fold {fold_dir.fold} - {labels}"
         path = out / f"{image_id}.png"
         plot_explanation(frame, maps, [names[c] for c in order], probs, title, path)
         log.info("wrote %s", path)

@@ -1,12 +1,18 @@
-"""Prediction files: `.npz` with `ids` and per-class probabilities in a fixed layout.
+"""Prediction files: `.npz` with `ids`, per-class probabilities and named per-image extras.
 
-Layout of a run: runs/<exp>/oof/<model>.npz (out-of-fold, train ids) and runs/<exp>/test/<model>.npz
-(eval ids). Arrays: ids [N] str, fine [N, 290] and super [N, 20] probabilities, osd [N] (optional).
+Arrays: `ids` [N] str, `fine` [N, 290] and `super` [N, 20] probabilities, `format` (the layout's
+version), and any of the extras, each with N rows:
+- `tile_evidence` [N]: a tiled fold's out-of-sample evidence (fathom.data.tiles.tile_evidence);
+- `embedding` [N, D] float16: a pooled feature vector per image;
+- `osd` [N]: the out-of-sample score itself, written only by the steps that choose it (the ensemble,
+  the prior): a fold's files never hold one.
+Files of an older layout (format 1 held an `osd` array whose meaning depended on the writer) are
+refused with a message to write them again, never misread. Where files live: fathom.runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -16,21 +22,38 @@ from fathom.atomic import write_npz
 from fathom.constants import N_FINE, N_SUPER
 from fathom.errors import DataError
 
+FORMAT = 2
+EXTRAS = {"tile_evidence": np.float64, "embedding": np.float16, "osd": np.float64}  # name -> stored dtype
+
 
 @dataclass
 class Predictions:
     ids: np.ndarray
     fine: np.ndarray
     super: np.ndarray
-    osd: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         self.ids = np.asarray(self.ids).astype(str)
         n = len(self.ids)
         if self.fine.shape != (n, N_FINE) or self.super.shape != (n, N_SUPER):
             raise ValueError(f"shapes: ids {n}, fine {self.fine.shape}, super {self.super.shape}")
-        if self.osd is not None and self.osd.shape != (n,):
-            raise ValueError(f"osd shape {self.osd.shape} != ({n},)")
+        for name, values in self.extras.items():
+            if name not in EXTRAS:
+                raise ValueError(f"unknown prediction extra {name!r} (known: {', '.join(EXTRAS)})")
+            if len(values) != n:
+                raise ValueError(f"{name} has {len(values)} rows, not {n}")
+
+    @property
+    def osd(self) -> np.ndarray:
+        """The out-of-sample score (only predictions of a step that chose one carry it)."""
+        if "osd" not in self.extras:
+            raise ValueError("these predictions carry no out-of-sample score")
+        return self.extras["osd"]
+
+    def rows(self, order: np.ndarray) -> "Predictions":
+        return Predictions(self.ids[order], self.fine[order], self.super[order],
+                           {k: v[order] for k, v in self.extras.items()})
 
     def aligned_to(self, ids: Sequence[str]) -> "Predictions":
         """The same predictions reordered to `ids`; raises when the id sets differ."""
@@ -38,14 +61,11 @@ class Predictions:
         position = {i: n for n, i in enumerate(self.ids)}
         if len(position) != len(self.ids) or len(ids) != len(self.ids) or any(i not in position for i in ids):
             raise ValueError("prediction ids do not match the expected ids")
-        order = np.array([position[i] for i in ids], dtype=np.int64)
-        return Predictions(ids, self.fine[order], self.super[order], None if self.osd is None else self.osd[order])
+        return self.rows(np.array([position[i] for i in ids], dtype=np.int64))
 
     def save(self, path: str | Path) -> None:
-        arrays = {"ids": self.ids, "fine": self.fine.astype(np.float32), "super": self.super.astype(np.float32)}
-        if self.osd is not None:
-            arrays["osd"] = self.osd.astype(np.float64)
-        write_npz(path, **arrays)
+        write_npz(path, ids=self.ids, fine=self.fine.astype(np.float32), super=self.super.astype(np.float32),
+                  format=np.int64(FORMAT), **{k: np.asarray(v).astype(EXTRAS[k]) for k, v in self.extras.items()})
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictions":
@@ -54,10 +74,9 @@ class Predictions:
             raise DataError(path, "prediction file not found")
         try:
             with np.load(path, allow_pickle=False) as data:
-                missing = {"ids", "fine", "super"} - set(data.files)
-                if missing:
-                    raise DataError(path, f"missing arrays {sorted(missing)}")
-                return cls(data["ids"], data["fine"], data["super"], data["osd"] if "osd" in data.files else None)
+                check_layout(path, data.files, int(data["format"]) if "format" in data.files else 1)
+                extras = {k: data[k] for k in data.files if k in EXTRAS}
+                return cls(data["ids"], data["fine"], data["super"], extras)
         except DataError:
             raise
         except Exception as err:  # a truncated zip, a pickled array, shapes that disagree
@@ -65,12 +84,28 @@ class Predictions:
                             hint="delete it and run the step that writes it again") from None
 
 
+def check_layout(path: Path, names: list[str], version: int) -> None:
+    if version != FORMAT:
+        raise DataError(path, f"prediction file of layout {version}, this code reads layout {FORMAT}",
+                        hint="run the step that wrote it again (train, predict or submit)")
+    missing = {"ids", "fine", "super"} - set(names)
+    if missing:
+        raise DataError(path, f"missing arrays {sorted(missing)}")
+    unknown = set(names) - {"ids", "fine", "super", "format", *EXTRAS}
+    if unknown:
+        raise DataError(path, f"unknown arrays {sorted(unknown)}", hint="run the step that wrote it again")
+
+
+def common_extras(parts: list[Predictions]) -> list[str]:
+    return [k for k in EXTRAS if all(k in p.extras for p in parts)]
+
+
 def mean_of(predictions: list[Predictions], ids: Sequence[str]) -> Predictions:
-    """Equal-weight mean of several predictions, each aligned to `ids` first (osd kept when all have one)."""
+    """Equal-weight mean of several predictions, each aligned to `ids` first (the extras all of them carry
+    are averaged too)."""
     aligned = [p.aligned_to(ids) for p in predictions]
-    osd = None if any(p.osd is None for p in aligned) else np.mean([p.osd for p in aligned], 0)
-    return Predictions(np.asarray(ids), np.mean([p.fine for p in aligned], 0),
-                       np.mean([p.super for p in aligned], 0), osd)
+    return Predictions(np.asarray(ids), np.mean([p.fine for p in aligned], 0), np.mean([p.super for p in aligned], 0),
+                       {k: np.mean([p.extras[k] for p in aligned], 0) for k in common_extras(aligned)})
 
 
 def concat(parts: list[Predictions]) -> Predictions:
@@ -78,45 +113,10 @@ def concat(parts: list[Predictions]) -> Predictions:
     ids = np.concatenate([p.ids for p in parts])
     if len(set(ids)) != len(ids):
         raise ValueError("an id occurs in more than one part")
-    osd = None if any(p.osd is None for p in parts) else np.concatenate([p.osd for p in parts])
-    return Predictions(ids, np.vstack([p.fine for p in parts]), np.vstack([p.super for p in parts]), osd)
+    return Predictions(ids, np.vstack([p.fine for p in parts]), np.vstack([p.super for p in parts]),
+                       {k: np.concatenate([p.extras[k] for p in parts]) for k in common_extras(parts)})
 
 
 def combine_folds(parts: list[dict[str, Predictions]]) -> tuple[Predictions, Predictions]:
-    """(every fold's validation rows stacked, the eval rows averaged over folds); the eval osd is
-    1 - max fine probability of that mean, not the mean of each fold's osd."""
-    oof = concat([p["oof"] for p in parts])
-    test = mean_of([p["test"] for p in parts], parts[0]["test"].ids)
-    test.osd = 1.0 - test.fine.max(1)
-    return oof, test
-
-
-def run_dir(runs: str | Path, exp: str) -> Path:
-    return Path(runs) / exp
-
-
-def prediction_path(runs: str | Path, exp: str, split: str, model: str) -> Path:
-    if split not in ("oof", "test"):
-        raise ValueError(split)
-    return run_dir(runs, exp) / split / f"{model}.npz"
-
-
-def finished_folds(runs: Path, exp: str) -> dict[str, list[Path]]:
-    """backbone -> its fold folders that finished training (done.json), in fold order."""
-    found: dict[str, list[Path]] = {}
-    for done in sorted(run_dir(runs, exp).glob("*/fold_*/done.json"), key=lambda p: (p.parent.parent.name,
-                                                                                      fold_index(p.parent))):
-        found.setdefault(done.parent.parent.name, []).append(done.parent)
-    return found
-
-
-def require_finished_folds(runs: Path, exp: str) -> dict[str, list[Path]]:
-    """finished_folds, or an error saying to train first."""
-    found = finished_folds(runs, exp)
-    if not found:
-        raise DataError(run_dir(runs, exp), "no finished folds (done.json)", hint=f"train experiment {exp!r} first")
-    return found
-
-
-def fold_index(fold_dir: Path) -> int:
-    return int(fold_dir.name.removeprefix("fold_"))
+    """(every fold's validation rows stacked, the eval rows averaged over folds, extras included)."""
+    return concat([p["oof"] for p in parts]), mean_of([p["test"] for p in parts], parts[0]["test"].ids)

@@ -1,13 +1,12 @@
 """`python -m fathom report --exp E`: runs/<exp>/report.md and its plots, from what the run wrote.
 
-Reads runs/<exp>/ensemble.json (written by `submit`), summary.json and ensemble/oof.npz; trains and
+Reads the EnsembleRecord (written by `submit`), the Summary and ensemble/oof.npz (fathom.runs); trains and
 predicts nothing. Plots: per-category AP of the ensemble's held-out OOF scores against the category's
 training frequency, and each backbone's OOF MAP@20 per fold next to the ensemble's.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -20,8 +19,8 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 from fathom.atomic import atomic_open, atomic_path  # noqa: E402
 from fathom.data.layout import Dataset  # noqa: E402
 from fathom.ensemble.members import train_labels  # noqa: E402
-from fathom.errors import DataError  # noqa: E402
-from fathom.predictions import Predictions, run_dir  # noqa: E402
+from fathom.predictions import Predictions  # noqa: E402
+from fathom.runs import EnsembleRecord, Experiment, Summary  # noqa: E402
 
 
 def per_category_ap(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -33,7 +32,9 @@ def per_category_ap(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def fmt(value) -> str:
-    return "–" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    if value is None or (isinstance(value, float) and value != value):  # NaN: undefined (e.g. one class)
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
@@ -76,40 +77,41 @@ def plot_oof_scores(per_fold: dict[str, dict[str, float]], ensemble: dict[str, f
 
 
 def write_report(dataset: Dataset, runs: Path, exp: str) -> Path:
-    out = run_dir(runs, exp)
-    ensemble_file = out / "ensemble.json"
-    if not ensemble_file.is_file():
-        raise DataError(ensemble_file, "not found", hint=f"run `python -m fathom submit --exp {exp}` first")
-    record = json.loads(ensemble_file.read_text())
-    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
-    oof = Predictions.load(out / "ensemble" / "oof.npz")
+    experiment = Experiment(runs, exp)
+    record = experiment.ensemble()
+    summary = experiment.summary()
+    oof = Predictions.load(experiment.ensemble_predictions("oof"))
     targets = train_labels(dataset, oof.ids)
     ap = per_category_ap(oof.fine, targets)
     train_count = train_labels(dataset, dataset.train["id"].to_numpy()).sum(0)
-    plot_ap_vs_frequency(ap, train_count, out / "report_ap_vs_frequency.png")
-    plot_oof_scores(record["oof_map20"]["per_fold"], record["oof_map20"]["ensemble_held_out_per_fold"],
-                    out / "report_oof_by_backbone.png")
+    scores = record.oof_map20
+    plot_ap_vs_frequency(ap, train_count, experiment.report_plot("ap_vs_frequency"))
+    plot_oof_scores(scores.per_fold, scores.ensemble_held_out_per_fold, experiment.report_plot("oof_by_backbone"))
+    path = experiment.report
+    with atomic_open(path, "w") as fh:
+        fh.write("\n".join(report_lines(record, summary, ap, len(oof.ids))))
+    return path
 
-    folds = [str(k) for k in record["folds"]]
-    no_tta = record["oof_map20"].get("no_tta") or {}
-    prior = summary.get("oof_map20", {}).get("prior")
-    backbone_rows = [[name, *(record["oof_map20"]["per_fold"][name][k] for k in folds),
-                      record["oof_map20"]["pooled"][name], no_tta.get(name),
-                      record["oof_map20"]["pooled"][name] - no_tta[name] if name in no_tta else None]
-                     for name in record["members"]]
-    strategy_rows = [[f"**{s}**" if s == record["strategy"] else s, row["held_out"], row["in_sample"],
-                      row.get("demo_eval_map20"), ", ".join(f"{n} {w:.2f}" for n, w in row["weights"].items() if w),
-                      row["b"]] for s, row in record["strategies"].items()]
-    osd = record["osd"]
-    osd_rows = sorted(([f"**{m}**" if m == osd["method"] else m, v["held_out_categories"], v["train_vs_test"],
-                        v["pooled"], v.get("demo_eval")] for m, v in osd["sauc"].items()),
-                      key=lambda r: -(r[3] if r[3] is not None else -9))
-    chosen = osd["sauc"][osd["method"]]
-    seen = ~np.isnan(ap)
-    lines = [
-        f"# Report: experiment `{exp}`", "",
-        f"Code: `{record.get('git_commit')}`. Members: {', '.join(record['members'])}; folds {record['folds']}; "
-        f"TTA: {'yes' if record['tta'] else 'no'}; {len(oof.ids)} OOF images.", "",
+
+def report_lines(record: EnsembleRecord, summary: Summary | None, ap: np.ndarray, n_oof: int) -> list[str]:
+    folds = [str(k) for k in record.folds]
+    scores, osd = record.oof_map20, record.osd
+    no_tta = scores.no_tta or {}
+    prior = summary.oof_map20.get("prior") if summary is not None else None
+    backbone_rows = [[name, *(scores.per_fold[name][k] for k in folds), scores.pooled[name], no_tta.get(name),
+                      scores.pooled[name] - no_tta[name] if name in no_tta else None] for name in record.members]
+    strategy_rows = [[f"**{s}**" if s == record.strategy else s, row.held_out, row.in_sample, row.demo_eval_map20,
+                      ", ".join(f"{n} {w:.2f}" for n, w in row.weights.items() if w), row.b]
+                     for s, row in record.strategies.items()]
+    osd_rows = sorted(([f"**{m}**" if m == osd.method else m, v.held_out_categories, v.train_vs_test, v.pooled,
+                        v.demo_eval] for m, v in osd.sauc.items()),
+                      key=lambda r: -(r[3] if r[3] == r[3] else -9))
+    chosen, seen = osd.chosen, ~np.isnan(ap)
+    demo = record.chosen.demo_eval_map20 is not None
+    return [
+        f"# Report: experiment `{record.exp}`", "",
+        f"Code: `{record.git_commit}`. Members: {', '.join(record.members)}; folds {record.folds}; "
+        f"TTA: {'yes' if record.tta else 'no'}; {n_oof} OOF images.", "",
         "## OOF MAP@20 per backbone and fold", "",
         markdown_table(["backbone", *(f"fold {k}" for k in folds), "pooled", "pooled without TTA", "TTA gain"],
                        backbone_rows), "",
@@ -118,24 +120,23 @@ def write_report(dataset: Dataset, runs: Path, exp: str) -> Path:
         "Each strategy is tuned on OOF rows only. *held-out*: every fold scored by a recipe tuned on the other "
         "folds (the guard against over-fitting the OOF); *in-sample*: tuned and scored on all rows. The strategy "
         "with the best held-out score is used (bold)." + (" *demo eval*: the demo's eval solution, never used "
-                                                          "to choose." if "demo_eval_map20" in
-                                                          record["strategies"][record["strategy"]] else ""), "",
+                                                          "to choose." if demo else ""), "",
         markdown_table(["strategy", "held-out MAP@20", "in-sample MAP@20", "demo eval MAP@20", "weights (tuned on all)",
                         "b"], strategy_rows), "",
-        f"Chosen: **{record['strategy']}**, weights "
-        f"{', '.join(f'{n} {w:.2f}' for n, w in record['weights'].items() if w)}, "
-        f"exponents a = {record['exponents']['a']}, "
-        f"b = {record['exponents']['b']} (p'(c) = p(c)^a · p_super(parent(c))^b).", "",
+        f"Chosen: **{record.strategy}**, weights "
+        f"{', '.join(f'{n} {w:.2f}' for n, w in record.weights.items() if w)}, "
+        f"exponents a = {record.exponents['a']}, "
+        f"b = {record.exponents['b']} (p'(c) = p(c)^a · p_super(parent(c))^b).", "",
         "## Out-of-sample score (osd)", "",
         "sAUC without test labels: *held-out categories* = validation images holding a category their fold's "
-        f"training part never shows ({osd['unseen_category_images']} images) against the rest; *train vs test* = "
+        f"training part never shows ({osd.unseen_category_images} images) against the rest; *train vs test* = "
         "eval images against validation images (diluted by the in-sample share of the test set). Chosen by their "
         "mean weighted by the inverse of each one's sampling variance (weights: "
-        + ", ".join(f"{k.replace('_', ' ')} {w:.2f}" for k, w in osd["weights"].items()) + ").", "",
+        + ", ".join(f"{k.replace('_', ' ')} {w:.2f}" for k, w in osd.weights.items()) + ").", "",
         markdown_table(["method", "held-out categories", "train vs test", "pooled", "demo eval"], osd_rows), "",
-        f"Chosen: **{osd['method']}**, measured sAUC {fmt(chosen['held_out_categories'])} (held-out categories), "
-        f"{fmt(chosen['train_vs_test'])} (train vs test)"
-        + (f", {fmt(chosen['demo_eval'])} on the demo eval solution." if chosen.get("demo_eval") is not None else "."),
+        f"Chosen: **{osd.method}**, measured sAUC {fmt(chosen.held_out_categories)} (held-out categories), "
+        f"{fmt(chosen.train_vs_test)} (train vs test)"
+        + (f", {fmt(chosen.demo_eval)} on the demo eval solution." if chosen.demo_eval is not None else "."),
         "",
         "## Plots", "",
         f"Per-category AP of the held-out ensemble scores ({int(seen.sum())} categories with OOF positives; "
@@ -143,7 +144,3 @@ def write_report(dataset: Dataset, runs: Path, exp: str) -> Path:
         "![per-category AP against training frequency](report_ap_vs_frequency.png)", "",
         "![OOF MAP@20 per backbone](report_oof_by_backbone.png)", "",
     ]
-    path = out / "report.md"
-    with atomic_open(path, "w") as fh:
-        fh.write("\n".join(lines))
-    return path

@@ -3,6 +3,7 @@
 An experiment with trained folds is ensembled first (fathom.ensemble.fit: weights, exponents and the
 out-of-sample score chosen on its OOF predictions, written to runs/<exp>/ensemble.json). One without
 (the frequency prior) is the equal-weight mean of its runs/<exp>/test/*.npz, osd included.
+Records: fathom.runs.SubmissionRecord (submissions/<name>.json), EnsembleRecord (runs/<exp>/ensemble.json).
 """
 
 from __future__ import annotations
@@ -12,25 +13,26 @@ from pathlib import Path
 import numpy as np
 
 from fathom import constants as C
-from fathom.atomic import write_json
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.metric import as_json_numbers, read_scoring_csv, score_frames
-from fathom.predictions import Predictions, finished_folds, mean_of, run_dir
+from fathom.predictions import Predictions, mean_of
 from fathom.provenance import git_commit
+from fathom.runs import EnsembleRecord, Experiment, SubmissionRecord, submission_record_path, write_record
 from fathom.submission import make_submission, write_submission
 
 
-def equal_blend(dataset: Dataset, runs: Path, exp: str) -> tuple[dict, Predictions]:
-    """The mean of every model in runs/<exp>/test/ (each must carry its own osd)."""
-    files = sorted((run_dir(runs, exp) / "test").glob("*.npz"))
+def equal_blend(dataset: Dataset, experiment: Experiment) -> tuple[list[str], Predictions]:
+    """(the models, the mean of every model in runs/<exp>/test/): each must carry its own osd (the prior)."""
+    files = experiment.prediction_files("test")
+    folder = experiment.prediction_dir("test")
     if not files:
-        raise DataError(run_dir(runs, exp) / "test", "no test predictions", hint=f"train experiment {exp!r} first")
+        raise DataError(folder, "no test predictions", hint=f"train experiment {experiment.name!r} first")
     blended = mean_of([Predictions.load(f) for f in files], dataset.eval["id"].to_numpy())
-    if blended.osd is None:
-        raise DataError(run_dir(runs, exp) / "test", "every model's predictions must include an osd score")
-    record = {"members": [f.stem for f in files], "weights": "equal", "osd": {"method": "mean of the models' osd"}}
-    return record, blended
+    if "osd" not in blended.extras:
+        raise DataError(folder, "every model's predictions must include an osd score",
+                        hint=f"models with trained folds are ensembled: train experiment {experiment.name!r}")
+    return [f.stem for f in files], blended
 
 
 def score_on_solution(dataset: Dataset, prediction: Predictions, osd: np.ndarray | None = None) -> dict[str, float]:
@@ -41,22 +43,25 @@ def score_on_solution(dataset: Dataset, prediction: Predictions, osd: np.ndarray
     return score_frames(read_scoring_csv(dataset.root / C.SOLUTION_CSV), table)
 
 
-def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str) -> dict:
+def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str) -> SubmissionRecord:
     """Write <out_dir>/<name>.csv, submission.csv and <name>.json; returns the record."""
-    if finished_folds(runs, exp):
+    experiment = Experiment(runs, exp)
+    ensemble: EnsembleRecord | None = None
+    if experiment.finished_folds():
         from fathom.ensemble.fit import fit_ensemble
 
         ensemble, predictions = fit_ensemble(dataset, runs, exp)
+        members = ensemble.members
     else:
-        ensemble, predictions = equal_blend(dataset, runs, exp)
+        members, predictions = equal_blend(dataset, experiment)
     eval_ids = dataset.eval["id"].to_numpy()
     table = make_submission(predictions.ids, predictions.fine, predictions.osd, dataset.categories.ids, order=eval_ids)
     for path in (out_dir / f"{name}.csv", out_dir / "submission.csv"):
         write_submission(table, path, eval_ids, dataset.categories.ids)
-    record = {"name": name, "exp": exp, "git_commit": git_commit(), "rows": len(table), **ensemble}
     solution = dataset.root / C.SOLUTION_CSV
-    if solution.is_file():
-        scores = score_frames(read_scoring_csv(solution), read_scoring_csv(out_dir / f"{name}.csv"))
-        record["eval_score"] = as_json_numbers(scores)
-    write_json(record, out_dir / f"{name}.json")
+    scores = score_frames(read_scoring_csv(solution), read_scoring_csv(out_dir / f"{name}.csv")) \
+        if solution.is_file() else None
+    record = SubmissionRecord(name, exp, git_commit(), len(table), members, ensemble,
+                              as_json_numbers(scores) if scores is not None else None)
+    write_record(record, submission_record_path(out_dir, name))
     return record

@@ -40,7 +40,6 @@ tuned, so its score on its 20% validation is already held out).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -56,7 +55,8 @@ from fathom.distill import distill
 from fathom.ensemble.fit import STRATEGIES, fit_ensemble
 from fathom.errors import DataError
 from fathom.infer.tta import predict_experiment
-from fathom.predictions import Predictions, finished_folds
+from fathom.predictions import Predictions
+from fathom.runs import Experiment
 from fathom.submit import score_on_solution
 from fathom.train.run import train
 
@@ -106,36 +106,36 @@ def random_split(dataset: Dataset, seed: int, share: float = 0.2) -> pd.DataFram
 
 def train_seconds(runs: Path, exp: str) -> float | None:
     """Wall seconds of every finished fold of `exp` (None when a fold predates the timing)."""
-    done = [json.loads((d / "done.json").read_text()) for dirs in finished_folds(runs, exp).values() for d in dirs]
-    return sum(d["seconds"] for d in done) if done and all("seconds" in d for d in done) else None
+    done = [d.done() for dirs in Experiment(runs, exp).finished_folds().values() for d in dirs]
+    return sum(d.seconds for d in done) if done else None
 
 
 def row(name: str, dataset: Dataset, runs: Path, exp: str, models: int, seconds: float | None,
         constant_osd: bool = False, **options) -> dict:
     record, prediction = fit_ensemble(dataset, runs, exp, write=False, **options)
     scores = score_on_solution(dataset, prediction, np.full(len(prediction.ids), 0.5) if constant_osd else None)
-    chosen = record["strategies"][record["strategy"]]
-    held_out = chosen["held_out"] if chosen["held_out"] == chosen["held_out"] else chosen["in_sample"]  # 1 fold
+    chosen = record.chosen
+    held_out = chosen.held_out if chosen.held_out == chosen.held_out else chosen.in_sample  # 1 fold
     return {"row": name, "exp": exp, "models": models, "train_s": seconds, **scores,
-            "oof_map20": held_out, "strategy": record["strategy"],
-            "osd": "constant 0.5" if constant_osd else record["osd"]["method"], "tta": record["tta"]}
+            "oof_map20": held_out, "strategy": record.strategy,
+            "osd": "constant 0.5" if constant_osd else record.osd.method, "tta": record.tta}
 
 
 def cost_of(runs: Path, cfg: TrainConfig, predict_s: float) -> dict:
     """What an experiment's sampling costs and how its tiles were combined: mean training images/s over
     every epoch of every fold, frames/s of `python -m fathom predict` (the hflip view of every OOF and eval
     frame, all members), and, when tiled, views per frame and each combiner's mean validation MAP@20."""
-    dirs = [d for ds in finished_folds(runs, cfg.name).values() for d in ds]
-    done = [json.loads((d / "done.json").read_text()) for d in dirs]
-    speed = np.mean([pd.read_csv(d / "metrics.csv")["train_images_per_s"].mean() for d in dirs])
-    frames = sum(len(Predictions.load(d / f"{name}.npz").ids) for d in dirs for name in ("oof", "test"))
+    dirs = [d for ds in Experiment(runs, cfg.name).finished_folds().values() for d in ds]
+    done = [d.done() for d in dirs]
+    speed = np.mean([pd.read_csv(d.metrics)["train_images_per_s"].mean() for d in dirs])
+    frames = sum(len(Predictions.load(d.predictions(split)).ids) for d in dirs for split in ("oof", "test"))
     out = {"exp": cfg.name, "sampling": cfg.sampling, "train_img_s": float(speed),
            "predict_frames_s": frames / predict_s}
-    if cfg.sampling == "crops":
-        out["views_per_frame"] = float(np.mean([d["views_per_frame"]["eval"] for d in done]))
-        out["combiner_val_map20"] = {rule: float(np.mean([d["tile_val_map20"][rule] for d in done]))
-                                     for rule in done[0]["tile_val_map20"]}
-        out["chosen"] = sorted({d["tile_combine"] for d in done})
+    if all(d.tile_val_map20 is not None for d in done):  # tiled folds
+        out["views_per_frame"] = float(np.mean([d.views_per_frame["eval"] for d in done]))
+        out["combiner_val_map20"] = {rule: float(np.mean([d.tile_val_map20[rule] for d in done]))
+                                     for rule in done[0].tile_val_map20}
+        out["chosen"] = sorted({d.tile_combine for d in done})
     return out
 
 

@@ -10,7 +10,6 @@ predictions, without start-up and cache), training images/s, peak RSS and the ca
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from fathom.bench.speed import run_polled, train_command
 from fathom.data.layout import load_dataset
 from fathom.demo.make import make_demo
 from fathom.folds import make_folds, write_folds
+from fathom.runs import Experiment
 
 
 def folder_mib(path: Path) -> float:
@@ -35,10 +35,11 @@ def measure_point(data: Path, config: str, backbone: str, size: int, work: Path)
     runs, cache = work / "runs", work / "cache"
     peak, wall = run_polled(train_command(data, folds, config, backbone, str(runs),
                                           ["epochs=1", f"image_size={size}", f"cache_dir={cache}"]))
-    fold = next(runs.glob(f"*/{backbone}/fold_0"))
-    metrics = pd.read_csv(fold / "metrics.csv")
+    fold = next(fold for exp in runs.iterdir()
+                for fold in Experiment(runs, exp.name).finished_folds().get(backbone, []))
+    metrics = pd.read_csv(fold.metrics)
     return {"images": len(dataset.train), "size": size, "wall_s": wall,
-            "fold_s": json.loads((fold / "done.json").read_text())["seconds"],
+            "fold_s": fold.done().seconds,
             "train_img_s": float(metrics["train_images_per_s"].iloc[-1]), "peak_rss_mib": peak,
             "cache_mib": folder_mib(cache)}
 

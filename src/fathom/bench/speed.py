@@ -31,7 +31,9 @@ from torch.utils.data import DataLoader, Dataset
 from fathom.config import TrainConfig
 from fathom.constants import N_FINE, N_SUPER
 from fathom.models.net import FathomNet
-from fathom.train.data import EpochSampler, FrameDataset, ImageCache, make_loader, train_transform
+from fathom.data.cache import ImageCache
+from fathom.data.samples import EpochSampler, FrameDataset, make_loader
+from fathom.data.transforms import train_transform
 from fathom.train.loop import to_device, train_one_epoch
 from fathom.train.loss import FathomLoss
 from fathom.train.optimizer import make_optimizer

@@ -1,1 +1,1 @@
-"""Reading the Kaggle data layout into tables."""
+"""Data: the Kaggle layout, labels, the image cache, transforms, samples, tiles and the sampling strategies."""

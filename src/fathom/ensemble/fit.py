@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from fathom import constants as C
-from fathom.atomic import write_json
 from fathom.data.features import colour_stats_many
 from fathom.data.layout import Dataset
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
 from fathom.ensemble.members import Members, load_members, members_cache, train_labels
 from fathom.ensemble.osd_choice import Evidence, choose_osd, combined, single_scores
 from fathom.metric import map_at_k_from_probs, read_scoring_csv, scaled_auc, tokens
-from fathom.predictions import Predictions, run_dir
+from fathom.predictions import Predictions
 from fathom.provenance import git_commit
+from fathom.runs import EnsembleRecord, Experiment, OofScores, OsdChoice, OsdScore, StrategyScore, write_record
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("best single", "equal weights", "tuned weights", "tuned weights + re-scoring")
@@ -144,7 +144,7 @@ def compare_strategies(members: Members, targets: np.ndarray, parent: np.ndarray
 
 def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | None = None, tta: bool = True,
                  strategies: tuple[str, ...] = STRATEGIES, osd: str | None = None,
-                 write: bool = True) -> tuple[dict, Predictions]:
+                 write: bool = True) -> tuple[EnsembleRecord, Predictions]:
     """Tune on OOF, write ensemble.json and ensemble/{oof,test}.npz; returns (record, eval predictions).
 
     The defaults are the full recipe. The quality benchmark's ablations narrow it: `backbones` (a subset
@@ -171,37 +171,33 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
                      None if members.test_tiles is None else blend(members.test_tiles.mean(1), recipe.weights))
     test_scores = single_scores(final)
     prediction = Predictions(members.eval_ids, recipe.apply(test_fine, test_super, parent), final.sup,
-                             combined(test_scores, osd_method))
-    record = {
-        "exp": exp, "git_commit": git_commit(), "members": members.names, "folds": members.folds,
-        "tta": members.tta,
-        "strategy": chosen, "weights": dict(zip(members.names, map(float, recipe.weights))),
-        "exponents": {"a": 1.0, "b": recipe.b},
-        "oof_map20": {"per_fold": per_fold, "pooled": pooled,
-                      "no_tta": tta_baseline(dataset, runs, exp, members) if write else None,
-                      "ensemble_held_out_per_fold": {
-                          str(k): map_at_k_from_probs(held_out_scores[chosen][members.fold_of == k],
-                                                      targets[members.fold_of == k]) for k in members.folds}},
-        "strategies": {s: {k: v for k, v in row.items() if k != "recipe"} | {
-            "weights": dict(zip(members.names, map(float, row["recipe"].weights))), "b": row["recipe"].b}
-            for s, row in table.items()},
-        "osd": {"method": osd_method, "sauc": osd_table, "weights": osd_weights,
-                "unseen_category_images": unseen_images},
-    }
-    solution = solution_labels(dataset, members.eval_ids)
-    if solution is not None:  # the demo: reported, never used to choose
-        for s, row in table.items():
-            row_scores = row["recipe"].apply(test_fine, test_super, parent)
-            record["strategies"][s]["demo_eval_map20"] = map_at_k_from_probs(row_scores, solution[0])
-        for name in osd_table:
-            osd_table[name]["demo_eval"] = scaled_auc(solution[1], combined(test_scores, name))
+                             {"osd": combined(test_scores, osd_method)})
+    solution = solution_labels(dataset, members.eval_ids)  # the demo: reported, never used to choose
+    strategy_eval = {s: map_at_k_from_probs(row["recipe"].apply(test_fine, test_super, parent), solution[0])
+                     for s, row in table.items()} if solution is not None else {}
+    osd_eval = {name: scaled_auc(solution[1], combined(test_scores, name)) for name in osd_table} \
+        if solution is not None else {}
+    record = EnsembleRecord(
+        exp=exp, git_commit=git_commit(), members=members.names, folds=members.folds, tta=members.tta,
+        strategy=chosen, weights=dict(zip(members.names, map(float, recipe.weights))),
+        exponents={"a": 1.0, "b": recipe.b},
+        oof_map20=OofScores(
+            per_fold=per_fold, pooled=pooled, no_tta=tta_baseline(dataset, runs, exp, members) if write else None,
+            ensemble_held_out_per_fold={str(k): map_at_k_from_probs(held_out_scores[chosen][members.fold_of == k],
+                                                                    targets[members.fold_of == k])
+                                        for k in members.folds}),
+        strategies={s: StrategyScore(row["held_out"], row["in_sample"],
+                                     dict(zip(members.names, map(float, row["recipe"].weights))), row["recipe"].b,
+                                     strategy_eval.get(s)) for s, row in table.items()},
+        osd=OsdChoice(osd_method, {name: OsdScore(**scores, demo_eval=osd_eval.get(name))
+                                   for name, scores in osd_table.items()}, osd_weights, unseen_images))
     if not write:
         return record, prediction
-    out = run_dir(runs, exp)
+    experiment = Experiment(runs, exp)
     Predictions(members.oof_ids, held_out_scores[chosen], blend(members.oof_super, recipe.weights)).save(
-        out / "ensemble" / "oof.npz")
-    prediction.save(out / "ensemble" / "test.npz")
-    write_json(record, out / "ensemble.json")
+        experiment.ensemble_predictions("oof"))
+    prediction.save(experiment.ensemble_predictions("test"))
+    write_record(record, experiment.ensemble_file)
     return record, prediction
 
 

@@ -1,7 +1,7 @@
 """An experiment's models ("members") as aligned arrays, fold by fold.
 
 Every finished fold of every backbone holds its validation predictions (OOF rows) and its eval
-predictions; with `python -m fathom predict` they exist with TTA too (`*_tta.npz`), and then those are
+predictions (fathom.runs.FoldDir); with `python -m fathom predict` they exist with TTA too (`*_tta.npz`), and then those are
 used. Only folds that every backbone finished are kept. Rows are aligned by id with a check: a member
 whose ids differ from the others' is an error naming its file, never a silent misalignment.
 """
@@ -17,9 +17,11 @@ import numpy as np
 from fathom.data.labels import fine_multi_hot
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
-from fathom.infer.tta import fold_config
-from fathom.predictions import Predictions, fold_index, require_finished_folds, run_dir
-from fathom.train.data import ImageCache, frame_cache
+from fathom.config import load_config
+from fathom.data.cache import ImageCache
+from fathom.data.sampling import sampling_for
+from fathom.predictions import Predictions
+from fathom.runs import Experiment, FoldDir
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,8 @@ class Members:
     eval_ids: np.ndarray  # [E]
     test_fine: np.ndarray  # [M, F, E, 290] each fold's model on the eval images
     test_super: np.ndarray  # [M, F, E, 20]
-    fold_dirs: dict[str, list[Path]]
-    oof_tiles: np.ndarray | None = None  # [M, N] tile osd evidence, when every member predicted tiled
+    fold_dirs: dict[str, list[FoldDir]]
+    oof_tiles: np.ndarray | None = None  # [M, N] tile evidence, when every member's files carry it
     test_tiles: np.ndarray | None = None  # [M, F, E]
 
     def test_mean(self) -> tuple[np.ndarray, np.ndarray]:
@@ -58,26 +60,26 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
                  backbones: list[str] | None = None) -> Members:
     """Members of `exp` (all backbones, or `backbones`) on the folds every one of them finished; TTA files
     when all of them exist and `tta`."""
-    by_backbone = require_finished_folds(runs, exp)
+    experiment = Experiment(runs, exp)
+    by_backbone = experiment.require_finished_folds()
     if backbones is not None:
         unknown = sorted(set(backbones) - set(by_backbone))
         if unknown:
-            raise DataError(run_dir(runs, exp), f"no finished folds of {', '.join(unknown)}",
+            raise DataError(experiment.root, f"no finished folds of {', '.join(unknown)}",
                             hint=f"its backbones: {', '.join(sorted(by_backbone))}")
         by_backbone = {b: by_backbone[b] for b in backbones}
-    common = sorted(set.intersection(*(set(map(fold_index, dirs)) for dirs in by_backbone.values())))
+    common = sorted(set.intersection(*({d.fold for d in dirs} for dirs in by_backbone.values())))
     if not common:
-        raise DataError(run_dir(runs, exp), "no fold was finished by every backbone",
+        raise DataError(experiment.root, "no fold was finished by every backbone",
                         hint="train the missing folds or pass the backbones that share folds")
-    dirs = {b: [d for d in ds if fold_index(d) in common] for b, ds in by_backbone.items()}
+    dirs = {b: [d for d in ds if d.fold in common] for b, ds in by_backbone.items()}
     for b, ds in by_backbone.items():
         if len(ds) > len(common):
             log.warning("%s: using folds %s only (the folds every backbone finished)", b, common)
-    use_tta = tta and all(has_fresh_tta(d) for ds in dirs.values() for d in ds)
+    use_tta = tta and all(d.has_fresh_tta() for ds in dirs.values() for d in ds)
     if tta and not use_tta:
         log.warning("%s: not every fold has TTA predictions newer than its training (run `python -m fathom "
                     "predict --exp %s`); using the predictions saved by training", exp, exp)
-    suffix = "_tta" if use_tta else ""
     names = sorted(dirs)
     eval_ids = dataset.eval["id"].to_numpy().astype(str)
     oof_ids, fold_of, oof, test = [], [], {n: [] for n in names}, {n: [] for n in names}
@@ -85,13 +87,13 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
         ids = None
         for name in names:
             fold_dir = dirs[name][position]
-            part = aligned(fold_dir / f"oof{suffix}.npz", ids)
+            part = aligned(fold_dir.predictions("oof", use_tta), ids)
             ids = part.ids
             oof[name].append(part)
-            test[name].append(aligned(fold_dir / f"test{suffix}.npz", eval_ids))
+            test[name].append(aligned(fold_dir.predictions("test", use_tta), eval_ids))
         oof_ids.append(ids)
         fold_of.append(np.full(len(ids), fold))
-    tiled = all(fold_config(ds[0]).sampling == "crops" for ds in dirs.values())
+    tiled = all("tile_evidence" in p.extras for n in names for p in oof[n] + test[n])
     return Members(
         names=names, folds=common, tta=use_tta, oof_ids=np.concatenate(oof_ids), fold_of=np.concatenate(fold_of),
         oof_fine=np.stack([np.vstack([p.fine for p in oof[n]]) for n in names]),
@@ -100,16 +102,9 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
         test_fine=np.stack([np.stack([p.fine for p in test[n]]) for n in names]),
         test_super=np.stack([np.stack([p.super for p in test[n]]) for n in names]),
         fold_dirs=dirs,
-        oof_tiles=np.stack([np.concatenate([p.osd for p in oof[n]]) for n in names]) if tiled else None,
-        test_tiles=np.stack([np.stack([p.osd for p in test[n]]) for n in names]) if tiled else None)
-
-
-def has_fresh_tta(fold_dir: Path) -> bool:
-    """TTA files exist and were written after the fold last finished training (a retrained fold's old
-    TTA predictions come from a model that no longer exists)."""
-    finished = (fold_dir / "done.json").stat().st_mtime_ns
-    files = [fold_dir / f"{split}_tta.npz" for split in ("oof", "test")]
-    return all(f.is_file() and f.stat().st_mtime_ns >= finished for f in files)
+        oof_tiles=np.stack([np.concatenate([p.extras["tile_evidence"] for p in oof[n]]) for n in names]) if tiled
+        else None,
+        test_tiles=np.stack([np.stack([p.extras["tile_evidence"] for p in test[n]]) for n in names]) if tiled else None)
 
 
 def aligned(path: Path, ids: np.ndarray | None) -> Predictions:
@@ -126,4 +121,4 @@ def aligned(path: Path, ids: np.ndarray | None) -> Predictions:
 
 def members_cache(members: Members) -> ImageCache:
     """The image cache the experiment's first fold read its frames from (for cheap colour statistics)."""
-    return frame_cache(fold_config(next(iter(members.fold_dirs.values()))[0]))
+    return sampling_for(load_config(str(next(iter(members.fold_dirs.values()))[0].config))).cache()

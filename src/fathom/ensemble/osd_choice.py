@@ -3,7 +3,7 @@
 Candidates: the single-model scores of `fathom.osd` on the blended probabilities (max_prob, entropy,
 energy, super), the disagreement between members, the colour novelty of the frame (Mahalanobis
 distance of its colour statistics from the training frames'), for tiled members (`sampling: crops`) the
-tile evidence of fathom.infer.tiles (a tile sure of a family but of no known species), and the rank average of every pair of
+tile evidence of fathom.data.tiles (a tile sure of a family but of no known species), and the rank average of every pair of
 them ('max_prob+colour'): a content score (nothing here looks like a known species) and an appearance
 score (this water looks unlike the training dives) catch different kinds of shift.
 
@@ -44,7 +44,7 @@ class Evidence:
     member_fine: np.ndarray  # [M, N, 290] each member's probabilities
     colour: np.ndarray  # [N, 6] colour statistics of the frames
     colour_reference: np.ndarray  # [R, 6] the training frames' colour statistics
-    tiles: np.ndarray | None = None  # [N] tile evidence of tiled members (fathom.infer.tiles.tile_osd), blended
+    tiles: np.ndarray | None = None  # [N] tile evidence of tiled members (fathom.data.tiles.tile_evidence), blended
 
     def join(self, other: "Evidence") -> "Evidence":
         """Rows of both (the colour reference of `self`)."""

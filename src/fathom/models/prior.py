@@ -35,7 +35,7 @@ def predict_prior(train: pd.DataFrame, train_features: np.ndarray, target_ids, t
     fine, sup = label_frequencies(train, categories)
     n = len(target_ids)
     return Predictions(np.asarray(target_ids), np.tile(fine, (n, 1)), np.tile(sup, (n, 1)),
-                       colour_novelty(train_features, target_features))
+                       {"osd": colour_novelty(train_features, target_features)})
 
 
 def fit_prior(train: pd.DataFrame, folds: pd.DataFrame, eval_ids, train_features: np.ndarray,

@@ -1,1 +1,1 @@
-"""The training engine: data, loss, precision, loop, checkpoints, and the fold x backbone orchestrator."""
+"""The training engine: loss, precision, loop, checkpoints, one fold's steps and the fold x backbone orchestrator."""

@@ -1,10 +1,9 @@
-"""The loop: `train_one_epoch` and `predict` each do one pass and return plain numbers or arrays."""
+"""The training loop: `train_one_epoch` does one pass and returns plain numbers (prediction: fathom.predictor)."""
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -60,26 +59,3 @@ def train_one_epoch(model: nn.Module, loader, loss_fn: FathomLoss, optimizer, sc
     elapsed = time.perf_counter() - start
     return {"train_loss": total / max(seen, 1), "lr": optimizer.param_groups[0]["lr"],
             "train_images_per_s": seen / elapsed}, step
-
-
-@torch.no_grad()
-def predict(model: nn.Module, loader, precision: Precision, channels_last: bool = True,
-            loss_fn: FathomLoss | None = None, flips: tuple[bool, ...] = (False,)) -> dict:
-    """Sigmoid probabilities {fine [N, 290], super [N, 20]} and, given a loss, the mean loss (of the
-    first view).
-
-    `flips` lists the views of every batch: False the frame, True its mirror; (False, True) averages the
-    two after the sigmoid, (True,) predicts the mirror alone.
-    """
-    model.eval()
-    fine_probs, super_probs, total, seen = [], [], 0.0, 0
-    for images, fine, sup in loader:
-        images = to_device(images, precision.device, channels_last)
-        with precision.autocast():
-            views = [model(torch.flip(images, dims=[3]) if flip else images) for flip in flips]
-        if loss_fn is not None:
-            total += loss_fn(views[0], fine.to(precision.device), sup.to(precision.device))["loss"].item() * len(images)
-        seen += len(images)
-        for out, head in ((fine_probs, "fine"), (super_probs, "super")):
-            out.append(torch.stack([torch.sigmoid(v[head].float()) for v in views]).mean(0).cpu().numpy())
-    return {"fine": np.concatenate(fine_probs), "super": np.concatenate(super_probs), "loss": total / max(seen, 1)}

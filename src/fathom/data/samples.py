@@ -1,9 +1,7 @@
-"""Images for training: a pre-resized cache, albumentations pipelines, datasets and loaders."""
+"""Training samples and loaders: cached frames, box-aware crops, the epoch sampler."""
 
 from __future__ import annotations
 
-import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -11,94 +9,9 @@ from typing import Sequence
 import albumentations as A
 import numpy as np
 import torch
-from albumentations.pytorch import ToTensorV2
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from fathom.atomic import atomic_open
 from fathom.data.crops import crop_labels, cut, sample_window
-from fathom.data.images import open_rgb
-from fathom.errors import DataError
-
-
-class ImageCache:
-    """Frames resized once, stored as uint8 .npy: with `side="short"` their short side becomes `size` px
-    (whole-frame training: `cache/short<px>/`); with `side="long"` their long side becomes at most `size`
-    px, never enlarged (crops and tiles are cut from these: `cache/long<px>/`).
-
-    Built once per size, so an epoch never decodes a 1920x1080 PNG again. The file name hashes the
-    source path, size and mtime: an edited or replaced image is re-cached.
-    """
-
-    def __init__(self, root: str | Path, size: int, side: str = "short"):
-        if side not in ("short", "long"):
-            raise ValueError(f"side must be short or long, not {side!r}")
-        self.dir = Path(root) / f"{side}{size}"
-        self.size, self.side = size, side
-
-    def file_for(self, path: str) -> Path:
-        stat = Path(path).stat()
-        key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-        return self.dir / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
-
-    def resize(self, path: str) -> np.ndarray:
-        try:
-            image = open_rgb(path, self.size)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # PIL's ways to fail
-            raise DataError(path, f"cannot decode image ({err.__class__.__name__}: {err})",
-                            hint="re-download it or remove it from the data") from None
-        scale = self.size / min(image.size) if self.side == "short" else min(1.0, self.size / max(image.size))
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        return np.asarray(image.resize(size, Image.BILINEAR, reducing_gap=3.0))
-
-    def ensure(self, path: str) -> Path:
-        target = self.file_for(path)
-        if not target.is_file():
-            with atomic_open(target, "wb") as fh:
-                np.save(fh, self.resize(path))
-        return target
-
-    def build(self, paths: Sequence[str], workers: int = 4) -> list[Path]:
-        """Cache every path (threads: PIL decodes outside the GIL); returns the cache files in order."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            return list(pool.map(self.ensure, paths))
-
-
-def frame_cache(cfg) -> ImageCache:
-    """The cache a TrainConfig's frames are read from: short side image_size (whole frames), or long side
-    at most crop_long_side (`sampling: crops`: crops and tiles are cut at that scale)."""
-    if cfg.sampling == "crops":
-        return ImageCache(cfg.cache_dir, cfg.crop_long_side, side="long")
-    return ImageCache(cfg.cache_dir, cfg.image_size)
-
-
-def train_transform(size: int, mean, std) -> A.Compose:
-    return A.Compose([
-        A.RandomResizedCrop(size=(size, size), scale=(0.5, 1.0), ratio=(0.75, 2.0)),
-        A.HorizontalFlip(),
-        A.Affine(rotate=(-15, 15), translate_percent=(-0.05, 0.05), scale=(0.9, 1.1), p=0.5),
-        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
-        A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.15), hole_width_range=(0.05, 0.15), p=0.3),
-        A.Normalize(mean=mean, std=std),
-        ToTensorV2(),
-    ])
-
-
-def crop_transform(size: int, mean, std) -> A.Compose:
-    """Augmentation of a box-aware crop: it already has its scale and place, so no random resized crop."""
-    return A.Compose([
-        A.HorizontalFlip(),
-        A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), p=0.5),
-        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
-        A.Resize(size, size),
-        A.Normalize(mean=mean, std=std),
-        ToTensorV2(),
-    ])
-
-
-def eval_transform(size: int, mean, std) -> A.Compose:
-    return A.Compose([A.Resize(size, size), A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
 class FrameDataset(Dataset):
@@ -126,7 +39,7 @@ class FrameDataset(Dataset):
 
 
 @dataclass(frozen=True)
-class CropSampling:
+class CropDraw:
     """How `CropDataset` draws a training sample (the `crop_*` keys of TrainConfig)."""
 
     size: int  # crop side in cached-frame pixels
@@ -141,7 +54,7 @@ class CropDataset(FrameDataset):
 
     Item (epoch, i) is drawn from (seed, epoch, i): with probability `frame_ratio` the whole frame of image
     i (the frame transform, its own labels, or soft labels when distilling); otherwise a window of
-    `sampling.size` px around one of its boxes (or anywhere, for a background crop), labelled by the boxes
+    `draw.size` px around one of its boxes (or anywhere, for a background crop), labelled by the boxes
     it shows (fathom.data.crops.crop_labels) and augmented by the crop transform. `boxes[i]` holds image
     i's boxes in original-frame pixels and `box_classes[i]` their fine class indices; `frame_sizes[i]` is
     its original (width, height), which scales the boxes to the cached frame.
@@ -149,20 +62,20 @@ class CropDataset(FrameDataset):
 
     def __init__(self, cache_files: Sequence[Path], fine: np.ndarray, sup: np.ndarray, frame_transform: A.Compose,
                  crop_transform: A.Compose, boxes: Sequence[np.ndarray], box_classes: Sequence[np.ndarray],
-                 frame_sizes: np.ndarray, parent: np.ndarray, sampling: CropSampling, seed: int = 0):
+                 frame_sizes: np.ndarray, parent: np.ndarray, draw: CropDraw, seed: int = 0):
         super().__init__(cache_files, fine, sup, frame_transform, seed)
         self.crop_transform, self.boxes, self.box_classes = crop_transform, boxes, box_classes
-        self.frame_sizes, self.parent, self.sampling = np.asarray(frame_sizes, dtype=np.float64), parent, sampling
+        self.frame_sizes, self.parent, self.draw = np.asarray(frame_sizes, dtype=np.float64), parent, draw
 
     def __getitem__(self, key: int | tuple[int, int]):
         epoch, i = key if isinstance(key, tuple) else (0, key)
         rng = np.random.default_rng([self.seed, epoch, i])
-        if rng.random() < self.sampling.frame_ratio:
+        if rng.random() < self.draw.frame_ratio:
             return super().__getitem__((epoch, i))
         frame = np.load(self.files[i], mmap_mode="r")
         height, width = frame.shape[:2]
         boxes = self.boxes[i] * np.tile(np.array([width, height]) / self.frame_sizes[i], 2)  # to cached pixels
-        s = self.sampling
+        s = self.draw
         window = sample_window(rng, width, height, boxes, s.size, s.jitter, rng.random() < s.background_ratio)
         shown = crop_labels(boxes, self.box_classes[i], window, s.min_visible)
         fine, sup = np.zeros(self.fine.shape[1], np.float32), np.zeros(self.sup.shape[1], np.float32)

@@ -1,4 +1,4 @@
-"""Tiled prediction for `sampling: crops`: every frame is seen whole and as overlapping tiles.
+"""Tiled views for `sampling: crops`: every frame is seen whole and as overlapping tiles.
 
 A frame's views are its whole frame (resized to image_size, as in whole-frame training) followed by tiles
 of `crop_size` cached-frame pixels (fathom.data.crops.tile_windows), each resized to image_size: the scale
@@ -12,7 +12,8 @@ the crops were trained at. Per-category probabilities are combined over a frame'
 `tile_combine: auto` chooses the rule with the best MAP@20 on each fold's validation images (done.json
 records every rule's). The out-of-sample score uses tile evidence: the largest, over tiles, of
 max super-category probability x (1 - max fine probability): a tile where something of a known family
-is clearly there but no known species fits.
+is clearly there but no known species fits (`tile_evidence`; the ensemble step decides whether
+the out-of-sample score uses it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from torch.utils.data import Dataset
 from fathom.config import CHOICES
 from fathom.constants import N_FINE, N_SUPER
 from fathom.data.crops import cut, tile_windows
-from fathom.train.data import FrameDataset
 
 COMBINERS = CHOICES["tile_combine"][1:]  # the rules; "auto" chooses among them
 DEFAULT_RULE = "max"  # the rule validation uses while training when `tile_combine: auto`
@@ -85,18 +85,6 @@ class TileDataset(Dataset):
         return self.transform(image=image)["image"], torch.zeros(N_FINE), torch.zeros(N_SUPER)
 
 
-def prediction_rows(files: Sequence[Path], cfg, transform: A.Compose, targets: tuple | None = None
-                    ) -> tuple[Dataset, TilePlan | None]:
-    """The rows a fold predicts for cached frames `files`: the frames (with `targets`, zeros by default), or,
-    under `sampling: crops`, each frame's whole view and tiles (and the plan that says which is which)."""
-    if cfg.sampling == "crops":
-        plan = TilePlan.of(cached_shapes(files), cfg.crop_size, cfg.tile_overlap)
-        return TileDataset(files, plan, transform), plan
-    n = len(files)
-    fine, sup = targets or (np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32))
-    return FrameDataset(files, fine, sup, transform), None
-
-
 def combine(probs: np.ndarray, plan: TilePlan, rule: str, topk: int = 2) -> np.ndarray:
     """[N, C] per-frame probabilities from [V, C] per-view ones by `rule` (see the module docstring)."""
     probs = np.asarray(probs, dtype=np.float64)
@@ -113,14 +101,14 @@ def combine(probs: np.ndarray, plan: TilePlan, rule: str, topk: int = 2) -> np.n
     raise ValueError(f"tile combiner must be one of {', '.join(COMBINERS)}, not {rule!r}")
 
 
-def tile_osd(fine: np.ndarray, sup: np.ndarray, plan: TilePlan) -> np.ndarray:
+def tile_evidence(fine: np.ndarray, sup: np.ndarray, plan: TilePlan) -> np.ndarray:
     """[N] out-of-sample evidence: max over a frame's tiles of max super prob x (1 - max fine prob)."""
     score = np.asarray(sup, dtype=np.float64).max(1) * (1.0 - np.asarray(fine, dtype=np.float64).max(1))
     return np.maximum.reduceat(np.where(plan.is_tile, score, 0.0), plan.starts)
 
 
 def frame_predictions(views: dict[str, np.ndarray], plan: TilePlan, rule: str, topk: int = 2) -> dict[str, np.ndarray]:
-    """{fine, super, osd} per frame from per-view {fine, super} probabilities."""
+    """{fine, super, tile_evidence} per frame from per-view {fine, super} probabilities."""
     return {"fine": combine(views["fine"], plan, rule, topk).astype(np.float32),
             "super": combine(views["super"], plan, rule, topk).astype(np.float32),
-            "osd": tile_osd(views["fine"], views["super"], plan)}
+            "tile_evidence": tile_evidence(views["fine"], views["super"], plan)}

@@ -1,0 +1,287 @@
+"""The files between stages: every path under runs/<exp>/ and every JSON record in it, typed, in one place.
+
+runs/<exp>/                                   Experiment
+  summary.json                                Summary: OOF MAP@20 of each backbone and of the prior
+  <backbone>/fold_<k>/                        FoldDir
+    config.yaml meta.json metrics.csv         the resolved config, provenance, one row per epoch
+    best.pt last.pt                           checkpoints (last.pt: resume)
+    oof.npz test.npz                          the fold's validation and eval predictions (fathom.predictions)
+    oof_tta.npz test_tta.npz                  the same under test-time augmentation
+    done.json                                 Done: written last; a fold without it is unfinished
+  oof/<model>.npz test/<model>.npz            every fold's validation rows; eval rows averaged over folds
+  tta/oof/<model>.npz tta/test/<model>.npz    the same from the TTA files; tta/views.json
+  ensemble.json ensemble/{oof,test}.npz       EnsembleRecord and the tuned blend's predictions
+  report.md report_*.png distill.json
+submissions/<name>.csv, <name>.json           the submission and its SubmissionRecord
+
+Records are dataclasses written with `write_record` and read with `read_record`: an unknown or missing key is an
+error naming the file (a record from another version is refused, never misread).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+from fathom.atomic import write_json
+from fathom.errors import DataError
+
+R = TypeVar("R")
+SPLITS = ("oof", "test")
+
+
+# ---- records --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Done:
+    """A finished fold: what it was trained from (fingerprint) and what its validation chose."""
+
+    fingerprint: str
+    val_map20: float
+    seconds: float  # this session's, when resumed
+    tile_combine: Optional[str] = None  # tiled folds: the rule that combines a frame's views
+    tile_val_map20: Optional[dict[str, float]] = None  # every rule's validation MAP@20
+    views_per_frame: Optional[dict[str, float]] = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    oof_map20: dict[str, float]  # backbone (and "prior") -> pooled OOF MAP@20
+    folds: list[int]
+    processes: int
+
+
+@dataclass(frozen=True)
+class StrategyScore:
+    held_out: float  # MAP@20 of the recipe cross-fitted over folds
+    in_sample: float
+    weights: dict[str, float]
+    b: float
+    demo_eval_map20: Optional[float] = None  # the demo's eval solution: reported, never used to choose
+
+
+@dataclass(frozen=True)
+class OofScores:
+    per_fold: dict[str, dict[str, float]]  # backbone -> fold -> MAP@20
+    pooled: dict[str, float]
+    no_tta: Optional[dict[str, float]]
+    ensemble_held_out_per_fold: dict[str, float]
+
+
+@dataclass(frozen=True)
+class OsdScore:
+    held_out_categories: float
+    train_vs_test: float
+    pooled: float
+    demo_eval: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class OsdChoice:
+    method: str
+    sauc: dict[str, OsdScore]
+    weights: dict[str, float]  # each criterion's share of the pooled sAUC
+    unseen_category_images: int
+
+    @property
+    def chosen(self) -> OsdScore:
+        return self.sauc[self.method]
+
+
+@dataclass(frozen=True)
+class EnsembleRecord:
+    """runs/<exp>/ensemble.json: the tuned ensemble and every number behind its choices."""
+
+    exp: str
+    git_commit: str
+    members: list[str]
+    folds: list[int]
+    tta: bool
+    strategy: str
+    weights: dict[str, float]
+    exponents: dict[str, float]
+    oof_map20: OofScores
+    strategies: dict[str, StrategyScore]
+    osd: OsdChoice
+
+    @property
+    def chosen(self) -> StrategyScore:
+        return self.strategies[self.strategy]
+
+
+@dataclass(frozen=True)
+class SubmissionRecord:
+    """submissions/<name>.json: where a submission came from and, on data with a solution, its score."""
+
+    name: str
+    exp: str
+    git_commit: str
+    rows: int
+    members: list[str]
+    ensemble: Optional[EnsembleRecord]  # None: an equal blend of the models' own osd (the prior)
+    eval_score: Optional[dict[str, float]] = None
+
+
+def write_record(record, path: Path) -> None:
+    """A record as JSON (atomically)."""
+    write_json(dataclasses.asdict(record), path)
+
+
+def read_record(cls: type[R], path: Path, hint: str = "") -> R:
+    """The record of type `cls` in `path`; a missing file, an unknown or missing key is a DataError."""
+    if not path.is_file():
+        raise DataError(path, "not found", hint=hint)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(path, f"unreadable JSON ({err})", hint="delete it and run the step that writes it") from None
+    return build(cls, data, path)
+
+
+def build(cls, data: Any, path: Path, where: str = ""):
+    """`data` (parsed JSON) as `cls`: a record dataclass, Optional, dict[str, X], list[X] or a plain type."""
+    origin, args = typing.get_origin(cls), typing.get_args(cls)
+    if origin is typing.Union:
+        inner = [a for a in args if a is not type(None)][0]
+        return None if data is None else build(inner, data, path, where)
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(data, dict):
+            raise DataError(path, f"{where or 'record'}: expected an object, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        missing = sorted(n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING)
+        if unknown or missing:
+            raise DataError(path, f"{where or cls.__name__}: " + "; ".join(
+                part for part in (f"unknown keys {unknown}" if unknown else "",
+                                  f"missing keys {missing}" if missing else "") if part),
+                hint="written by another version of fathom: run the step that writes it again")
+        return cls(**{k: build(hints[k], v, path, f"{where}.{k}".lstrip(".")) for k, v in data.items()})
+    if origin is dict:
+        return {str(k): build(args[1], v, path, f"{where}.{k}") for k, v in data.items()}
+    if origin is list:
+        return [build(args[0], v, path, f"{where}[{i}]") for i, v in enumerate(data)]
+    if cls is float and (data is None or isinstance(data, (int, float))) and not isinstance(data, bool):
+        return float("nan") if data is None else float(data)  # write_json writes NaN as null
+    if not isinstance(data, cls) or (cls is int and isinstance(data, bool)):
+        raise DataError(path, f"{where}: expected {cls.__name__}, got {data!r}")
+    return data
+
+
+# ---- folders --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoldDir:
+    """runs/<exp>/<backbone>/fold_<k>/ and every file in it."""
+
+    path: Path
+
+    @property
+    def backbone(self) -> str:
+        return self.path.parent.name
+
+    @property
+    def fold(self) -> int:
+        return int(self.path.name.removeprefix("fold_"))
+
+    config = property(lambda self: self.path / "config.yaml")
+    meta = property(lambda self: self.path / "meta.json")
+    metrics = property(lambda self: self.path / "metrics.csv")
+    best = property(lambda self: self.path / "best.pt")
+    last = property(lambda self: self.path / "last.pt")
+    done_file = property(lambda self: self.path / "done.json")
+
+    def predictions(self, split: str, tta: bool = False) -> Path:
+        """oof.npz / test.npz, or oof_tta.npz / test_tta.npz."""
+        return self.path / f"{check_split(split)}{'_tta' if tta else ''}.npz"
+
+    def is_finished(self) -> bool:
+        return self.done_file.is_file()
+
+    def done(self) -> Done:
+        return read_record(Done, self.done_file, hint=f"train {self.backbone} fold {self.fold} first")
+
+    def write_done(self, done: Done) -> None:
+        write_record(done, self.done_file)
+
+    def has_fresh_tta(self) -> bool:
+        """TTA files exist and were written after the fold last finished training (a retrained fold's old
+        TTA predictions come from a model that no longer exists)."""
+        finished = self.done_file.stat().st_mtime_ns
+        files = [self.predictions(split, tta=True) for split in SPLITS]
+        return all(f.is_file() and f.stat().st_mtime_ns >= finished for f in files)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """runs/<exp>/: its fold folders, prediction files and records."""
+
+    runs: Path
+    name: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.runs) / self.name
+
+    summary_file = property(lambda self: self.root / "summary.json")
+    ensemble_file = property(lambda self: self.root / "ensemble.json")
+    views_file = property(lambda self: self.root / "tta" / "views.json")
+    report = property(lambda self: self.root / "report.md")
+    distill_file = property(lambda self: self.root / "distill.json")
+
+    def report_plot(self, name: str) -> Path:
+        return self.root / f"report_{name}.png"
+
+    def fold(self, backbone: str, fold: int) -> FoldDir:
+        return FoldDir(self.root / backbone / f"fold_{fold}")
+
+    def prediction_dir(self, split: str, tta: bool = False) -> Path:
+        """oof/ or test/ (under tta/ for the TTA files)."""
+        return self.root / ("tta" if tta else "") / check_split(split)
+
+    def predictions(self, split: str, model: str, tta: bool = False) -> Path:
+        return self.prediction_dir(split, tta) / f"{model}.npz"
+
+    def prediction_files(self, split: str) -> list[Path]:
+        return sorted(self.prediction_dir(split).glob("*.npz"))
+
+    def ensemble_predictions(self, split: str) -> Path:
+        return self.root / "ensemble" / f"{check_split(split)}.npz"
+
+    def finished_folds(self) -> dict[str, list[FoldDir]]:
+        """backbone -> its fold folders that finished training, in fold order."""
+        found: dict[str, list[FoldDir]] = {}
+        dirs = (FoldDir(done.parent) for done in self.root.glob("*/fold_*/done.json"))
+        for fold_dir in sorted(dirs, key=lambda d: (d.backbone, d.fold)):
+            found.setdefault(fold_dir.backbone, []).append(fold_dir)
+        return found
+
+    def require_finished_folds(self) -> dict[str, list[FoldDir]]:
+        """finished_folds, or an error saying to train first."""
+        found = self.finished_folds()
+        if not found:
+            raise DataError(self.root, "no finished folds (done.json)", hint=f"train experiment {self.name!r} first")
+        return found
+
+    def ensemble(self) -> EnsembleRecord:
+        return read_record(EnsembleRecord, self.ensemble_file,
+                           hint=f"run `python -m fathom submit --exp {self.name}` first")
+
+    def summary(self) -> Summary | None:
+        return read_record(Summary, self.summary_file) if self.summary_file.is_file() else None
+
+
+def submission_record_path(out_dir: Path, name: str) -> Path:
+    return Path(out_dir) / f"{name}.json"
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    return split
