@@ -1,6 +1,7 @@
 """The speed benchmark runs end to end at a tiny size and reports every number its tables need
 (the numbers themselves live in BENCHMARKS.md, never in assertions about speed)."""
 
+import pytest
 import torch
 
 from fathom.bench.speed import NaiveFrames, Variant, forward_flops, run_speed_bench, variants
@@ -8,6 +9,8 @@ from fathom.bench.tables import speed_tables
 from fathom.config import load_config
 from fathom.data.layout import load_dataset
 from fathom.models.net import FathomNet
+
+pytestmark = pytest.mark.slow  # trains, spawns processes or benchmarks: the full suite only
 
 
 def test_speed_bench_tiny(demo_dir):

@@ -24,6 +24,7 @@ def fake_run(runs: Path, exp: str = "e") -> Path:
     return runs / exp
 
 
+@pytest.mark.slow
 def test_bundle_holds_wheels_source_weights_and_finished_folds(tmp_path):
     import timm
     from safetensors.torch import save_file
@@ -48,6 +49,7 @@ def test_bundle_holds_wheels_source_weights_and_finished_folds(tmp_path):
     assert not list(tmp_path.glob(".b.*"))  # no build folder left beside it
 
 
+@pytest.mark.slow
 def test_extra_wheels_come_from_pip_download(tmp_path):
     first = tmp_path / "first"
     build_bundle(first, extra_wheels=[])
@@ -59,6 +61,7 @@ def test_extra_wheels_come_from_pip_download(tmp_path):
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.*"))
 
 
+@pytest.mark.slow
 def test_weights_that_do_not_fit_are_refused_when_bundling(tmp_path):
     import timm
     from safetensors.torch import save_file
@@ -72,6 +75,7 @@ def test_weights_that_do_not_fit_are_refused_when_bundling(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_rebuild_replaces_a_bundle_but_never_another_folder(tmp_path):
     out = tmp_path / "b"
     build_bundle(out, extra_wheels=[])

@@ -115,6 +115,7 @@ def test_boxes(demo_dir):
     assert (boxes[["w", "h"]] > 0).all().all()
 
 
+@pytest.mark.slow
 def test_real_labels_load(real_dir):
     ds = load_dataset(real_dir, check_images=False)
     assert len(ds.train) == 5950 and len(ds.eval) == 10744

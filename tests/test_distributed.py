@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from fathom.config import load_config
 from fathom.data.layout import load_dataset
@@ -17,6 +18,8 @@ from fathom.data.sampling import sampling_for
 from fathom.train.distributed import Distributed
 from fathom.train.fold import build_fold, fold_data
 from fathom.train.run import build_cache
+
+pytestmark = pytest.mark.slow  # trains, spawns processes or benchmarks: the full suite only
 
 OVERRIDES = ["backbones=[resnet18]", "image_size=32", "folds=[0]", "epochs=2", "limit=40", "batch_size=8",
              "workers=0", "amp=fp32", "lr=0.001"]

@@ -141,6 +141,7 @@ def test_resume_skips_complete_files_and_refetches_partial_ones(server, tmp_path
     assert sum(server.hits.values()) == 3  # the second run fetched nothing
 
 
+@pytest.mark.slow
 def test_a_download_killed_mid_file_resumes_to_complete_images(server, tmp_path):
     images = [(f"s{n}.png", server.url("stream", f"s{n}.png")) for n in range(4)]
     path = coco(tmp_path, images)

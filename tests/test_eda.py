@@ -6,6 +6,7 @@ from fathom import eda
 from fathom.data.layout import load_boxes, load_dataset
 
 
+@pytest.mark.slow
 @pytest.mark.real_labels
 def test_real_label_facts(real_dir):
     ds = load_dataset(real_dir, check_images=False)

@@ -17,9 +17,11 @@ from fathom.errors import FathomError
 from fathom.explain import class_activation_maps, last_feature_layer
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions
-from fathom.train.run import distilled_targets
+from fathom.train.fold import distilled_targets
 
 from conftest import write_experiment
+
+pytestmark = pytest.mark.slow  # trains, spawns processes or benchmarks: the full suite only
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "densenet121", "efficientnet_b0", "convnext_atto"])

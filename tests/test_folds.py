@@ -22,6 +22,7 @@ def test_folds_disjoint_cover_and_deterministic(demo_dir):
     assert not a.equals(make_folds(ds.train, ds.categories, n_folds=5, seed=7))
 
 
+@pytest.mark.slow
 def test_folds_cli_writes_and_summarizes(demo_dir, tmp_path):
     out = tmp_path / "f.csv"
     run = subprocess.run([sys.executable, "-m", "fathom", "folds", "--data", demo_dir, "--out", out],
@@ -31,6 +32,7 @@ def test_folds_cli_writes_and_summarizes(demo_dir, tmp_path):
     assert len(read_folds(out, ds.train["id"])) == 150
 
 
+@pytest.mark.slow
 def test_real_labels_every_common_category_in_every_fold(real_dir):
     ds = load_dataset(real_dir, check_images=False)
     folds = make_folds(ds.train, ds.categories, n_folds=5, seed=42)
@@ -42,6 +44,7 @@ def test_real_labels_every_common_category_in_every_fold(real_dir):
             assert in_folds == set(range(5)), (category, n, in_folds)
 
 
+@pytest.mark.slow
 def test_committed_real_folds_are_reproducible(real_dir):
     ds = load_dataset(real_dir, check_images=False)
     committed = pd.read_csv(REPO / "folds" / "train_5fold_seed42.csv", dtype={"id": str})
@@ -60,6 +63,7 @@ def test_read_folds_needs_every_train_id_and_drops_skipped_ones(demo_dir, tmp_pa
         read_folds(tmp_path / "short.csv", ds.train["id"])
 
 
+@pytest.mark.slow
 def test_folds_files_are_byte_identical_across_runs(demo_dir, tmp_path):
     """Same data and seed: the same bytes, whatever Python's hash seed (set and dict order must not leak)."""
     written = []

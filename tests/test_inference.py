@@ -64,6 +64,7 @@ def trained(demo_dir, tmp_path_factory):
     return dataset, root
 
 
+@pytest.mark.slow
 def test_predicting_again_reproduces_the_training_predictions_that_tta_reuses(trained):
     """TTA takes its 1x view from the training run's oof/test files: predicting it again must agree."""
     dataset, root = trained
@@ -80,6 +81,7 @@ def test_predicting_again_reproduces_the_training_predictions_that_tta_reuses(tr
     assert np.array_equal(reused.fine, Predictions.load(fold / "oof.npz").fine)
 
 
+@pytest.mark.slow
 def test_tta_ensemble_submission_and_report_end_to_end(trained, tmp_path):
     dataset, root = trained
     runs = root / "runs"
@@ -115,6 +117,7 @@ def test_tta_ensemble_submission_and_report_end_to_end(trained, tmp_path):
         assert (runs / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_members_with_different_ids_are_refused(trained, tmp_path):
     import shutil
 
@@ -130,12 +133,14 @@ def test_members_with_different_ids_are_refused(trained, tmp_path):
         submit(dataset, runs, "tiny", tmp_path / "subs", "tiny")
 
 
+@pytest.mark.slow
 def test_predict_refuses_overrides_that_would_change_the_trained_model(trained):
     dataset, root = trained
     with pytest.raises(DataError, match="prediction may only change"):
         predict_experiment(dataset, root / "runs", "tiny", ["image_size=64"])
 
 
+@pytest.mark.slow
 def test_tta_files_older_than_the_training_are_not_used(trained, tmp_path):
     import os
     import shutil
@@ -153,6 +158,7 @@ def test_tta_files_older_than_the_training_are_not_used(trained, tmp_path):
     assert not load_members(dataset, runs, "tiny").tta
 
 
+@pytest.mark.slow
 def test_cli_predict_submit_report_print_the_choice(trained, tmp_path, capsys):
     import shutil
 

@@ -58,6 +58,7 @@ def test_requirements_txt_lists_the_declared_dependencies_and_the_dev_extra():
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_the_wheel_installs_into_a_bare_venv_and_its_cli_runs(tmp_path):
     """Build the wheel, install it into a new venv with no index (offline): pip must find every declared
     dependency at its floor among what is already installed here (the test's own site-packages, seen

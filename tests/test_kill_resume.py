@@ -29,6 +29,8 @@ from fathom.train.checkpoint import load_checkpoint
 
 from conftest import write_experiment
 
+pytestmark = pytest.mark.slow  # trains, spawns processes or benchmarks: the full suite only
+
 # Runs `python -m fathom ...` after arranging for the process to SIGKILL itself at one point:
 #   batch N       inside the N-th training batch (after the forward pass, before the optimiser step)
 #   checkpoint N  half-way through writing the N-th checkpoint (the temporary file holds half the bytes)

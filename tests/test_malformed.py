@@ -195,6 +195,7 @@ def test_harmless_variants_load_the_same_labels(demo_dir, demo_copy, case):
         assert got.train["categories"][1] == [] and got.train["supercats"][1] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["quote left open (truncated)", "unknown category id", "train.json truncated"])
 def test_the_cli_prints_one_line_and_keeps_earlier_outputs(demo_copy, tmp_path, case):
     folds = tmp_path / "folds.csv"

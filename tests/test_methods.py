@@ -23,6 +23,8 @@ from fathom.train.loss import FathomLoss
 from fathom.train.mixing import MultiLabelMix
 from fathom.train.run import train
 
+pytestmark = pytest.mark.slow  # trains, spawns processes or benchmarks: the full suite only
+
 OPTIONS = {
     "pixels_linear": {"backbones": ["pixels_linear"]},
     "pixels_mlp": {"backbones": ["pixels_mlp"]},

@@ -104,6 +104,7 @@ def test_map_from_probs_equals_string_metric():
     assert map_at_k_from_probs(probs, targets) == pytest.approx(map_at_k(truth, predicted), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_score_cli(tmp_path):
     solution = pd.DataFrame({"id": ["a", "b"], "categories": ["1 5", "2"], "osd": [0, 1]})
     submission = pd.DataFrame({"id": ["a", "b"], "categories": ["5 1", "3 2"], "osd": [0.2, 0.7]})

@@ -14,6 +14,8 @@ from nbclient import NotebookClient
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # trains, spawns processes or benchmarks: the full suite only
+
 NOTEBOOKS = REPO / "notebooks"
 
 

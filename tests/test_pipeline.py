@@ -13,6 +13,7 @@ def fathom(*args, cwd):
                           cwd=cwd, check=True)
 
 
+@pytest.mark.slow
 def test_prior_pipeline_writes_a_valid_scored_submission(demo_dir, tmp_path):
     fathom("folds", "--data", demo_dir, "--out", tmp_path / "folds.csv", cwd=tmp_path)
     run = fathom("prior", "--data", demo_dir, "--folds", tmp_path / "folds.csv", "--runs", tmp_path / "runs",
@@ -33,6 +34,7 @@ def test_prior_pipeline_writes_a_valid_scored_submission(demo_dir, tmp_path):
     assert scored == record["eval_score"]
 
 
+@pytest.mark.slow
 def test_prior_ranks_by_train_frequency(demo_dir, tmp_path):
     from fathom.data.layout import load_dataset
     from fathom.predictions import Predictions
@@ -48,12 +50,14 @@ def test_prior_ranks_by_train_frequency(demo_dir, tmp_path):
     assert len(set(test.osd.round(12))) > 1  # the prior's colour novelty
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_data_in_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "fathom", "folds", "--data", tmp_path / "nowhere", "--out",
                           tmp_path / "f.csv"], capture_output=True, text=True)
     assert run.returncode == 2 and "nowhere" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.slow
 def test_train_overrides_may_stand_anywhere(demo_dir, tmp_path, capsys):
     from fathom.cli import main
 

@@ -3,6 +3,8 @@ a reader returns a table or raises a DataError naming the file, never anything e
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import tempfile
 from pathlib import Path

@@ -177,6 +177,7 @@ def test_the_default_demo_has_small_animals(tmp_path):
     assert max(long_side.values()) == 640 and 0.015 < np.median(share) < 0.05 and max(share) <= 0.08
 
 
+@pytest.mark.slow
 def test_crops_and_tiles_end_to_end(demo_dir, tmp_path):
     """`sampling: crops` trains on crops, predicts every frame whole and tiled, picks the combiner on each
     fold's validation images, reuses that rule in TTA, and hands tile evidence to the osd choice."""

@@ -11,6 +11,8 @@ from fathom.folds import make_folds
 from fathom.train.run import train
 from fathom.train.tracking import Tracker, wanted
 
+pytestmark = pytest.mark.slow  # trains, spawns processes or benchmarks: the full suite only
+
 SECRET = "feedc0de" * 5  # looks like a 40-character wandb key
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-import fathom.train.run as run_module
+import fathom.train.fold as fold_module
 from fathom.config import TrainConfig, load_config
 from fathom.data.labels import fine_multi_hot
 from fathom.data.layout import load_dataset
@@ -34,6 +34,7 @@ def tiny_config(tmp_path, **changes) -> TrainConfig:
     return dataclasses.replace(cfg, **changes)
 
 
+@pytest.mark.slow
 def test_train_writes_fold_files_and_assembled_predictions(tiny, tmp_path):
     dataset, folds = tiny
     cfg = tiny_config(tmp_path, folds=[0, 1])
@@ -59,6 +60,7 @@ def test_train_writes_fold_files_and_assembled_predictions(tiny, tmp_path):
     assert scores["prior"] == pytest.approx(map_at_k_from_probs(prior_oof.fine[rows], labels))
 
 
+@pytest.mark.slow
 def test_finished_folds_are_reused_unless_the_recipe_changed(tiny, tmp_path):
     dataset, folds = tiny
     cfg = tiny_config(tmp_path, epochs=1)
@@ -77,13 +79,14 @@ def test_finished_folds_are_reused_unless_the_recipe_changed(tiny, tmp_path):
     assert done.stat().st_mtime_ns != stamp
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_state(tiny, tmp_path, monkeypatch):
     dataset, folds = tiny
     cfg = tiny_config(tmp_path, epochs=3, ema=True, ema_decay=0.9)
     train(cfg, dataset, folds, tmp_path / "straight")
 
     calls = {"n": 0}
-    original = run_module.train_one_epoch
+    original = fold_module.train_one_epoch
 
     def dies_in_second_epoch(*args, **kwargs):
         calls["n"] += 1
@@ -91,10 +94,10 @@ def test_interrupted_run_resumes_to_the_same_state(tiny, tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "train_one_epoch", dies_in_second_epoch)
+    monkeypatch.setattr(fold_module, "train_one_epoch", dies_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, dataset, folds, tmp_path / "resumed")
-    monkeypatch.setattr(run_module, "train_one_epoch", original)
+    monkeypatch.setattr(fold_module, "train_one_epoch", original)
     last = tmp_path / "resumed" / "tiny" / "resnet18" / "fold_0" / "last.pt"
     assert load_checkpoint(last)["epoch"] == 0
     train(cfg, dataset, folds, tmp_path / "resumed", resume=True)
@@ -115,6 +118,7 @@ def test_fold_out_of_range_is_an_error(tiny, tmp_path):
         train(tiny_config(tmp_path, folds=[7]), dataset, folds, tmp_path / "runs")
 
 
+@pytest.mark.slow
 def test_a_short_demo_training_beats_the_frequency_prior(tmp_path):
     """The engine learns: the demo recipe for resnet18 (random init, 64 px, 8 epochs) with crops and
     tiles on fold 0 of the default demo beats ranking by frequency on the held-out images (about two
@@ -133,7 +137,7 @@ def test_a_short_demo_training_beats_the_frequency_prior(tmp_path):
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
     dataset, folds = tiny
     cfg = tiny_config(tmp_path, epochs=3)
-    original = run_module.FathomLoss.forward
+    original = fold_module.FathomLoss.forward
     batches = {"n": 0}
     per_epoch = 40 // cfg.batch_size
 
@@ -145,7 +149,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
                 out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(run_module.FathomLoss, "forward", diverges_in_second_epoch)
+    monkeypatch.setattr(fold_module.FathomLoss, "forward", diverges_in_second_epoch)
     with pytest.raises(FathomError, match=r"e1: loss became nan at batch 0; the last good checkpoint is kept"):
         train(cfg, dataset, folds, tmp_path / "runs")
     fold = tmp_path / "runs" / "tiny" / "resnet18" / "fold_0"
@@ -155,6 +159,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     assert not (fold / "done.json").exists()
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_identical_oof_predictions_on_cpu(tiny, tmp_path):
     dataset, folds = tiny
     cfg = tiny_config(tmp_path, workers=1)
@@ -171,9 +176,9 @@ def test_the_same_seed_gives_identical_oof_predictions_on_cpu(tiny, tmp_path):
 def test_deterministic_switches_torch_to_deterministic_kernels_and_back(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     try:
-        run_module.seed_everything(0, deterministic=True)
+        fold_module.seed_everything(0, deterministic=True)
         assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
-        assert run_module.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert fold_module.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     finally:
-        run_module.seed_everything(0)
+        fold_module.seed_everything(0)
     assert not torch.are_deterministic_algorithms_enabled()

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from fathom.errors import DataError, FathomError
-from fathom.runs import Experiment
+from fathom.runs import Experiment, FoldDir
 from fathom.provenance import git_commit
 
 # Kaggle's Python image already has torch, torchvision, timm, albumentations, pandas, scikit-learn,
@@ -108,7 +108,7 @@ def add_run(dest: Path, runs: Path, exp: str) -> dict[str, list[str]]:
 
     def left_out(folder: str, names: list[str]) -> set[str]:
         skip = set(shutil.ignore_patterns(*RUN_FILES_LEFT_OUT)(folder, names))
-        return skip | {n for n in names if n.startswith("fold_") and (Path(folder) / n).resolve() not in finished}
+        return skip | {n for n in names if FoldDir.is_fold_name(n) and (Path(folder) / n).resolve() not in finished}
 
     shutil.copytree(experiment.root, dest, ignore=left_out)
     return {backbone: [d.path.name for d in dirs] for backbone, dirs in folds.items()}

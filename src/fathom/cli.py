@@ -205,6 +205,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_submit(args) -> int:
+    from fathom.runs import SubmissionFiles
     from fathom.submit import submit
 
     record = submit(load(args), args.runs, args.exp, args.out, args.name or args.exp)  # images: colour osd
@@ -217,7 +218,8 @@ def cmd_submit(args) -> int:
               f" equal weights {strategies['equal weights'].held_out:.4f})")
         print(f"{args.exp}: osd = {ensemble.osd.method} (sAUC {osd.held_out_categories:.4f} on held-out "
               f"categories, {osd.train_vs_test:.4f} train vs test)")
-    print(f"wrote {args.out / (record.name + '.csv')} and {args.out / 'submission.csv'} ({record.rows} rows)")
+    files = SubmissionFiles(args.out, record.name)
+    print(f"wrote {files.csv} and {files.latest} ({record.rows} rows)")
     if record.eval_score is not None:
         print("demo eval score: " + json.dumps(record.eval_score))
     return 0

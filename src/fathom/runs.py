@@ -124,7 +124,7 @@ class SubmissionRecord:
     rows: int
     members: list[str]
     ensemble: Optional[EnsembleRecord]  # None: an equal blend of the models' own osd (the prior)
-    eval_score: Optional[dict[str, float]] = None
+    eval_score: Optional[dict[str, Optional[float]]] = None  # None inside: undefined (e.g. one class)
 
 
 def write_record(record, path: Path) -> None:
@@ -162,6 +162,8 @@ def build(cls, data: Any, path: Path, where: str = ""):
                                   f"missing keys {missing}" if missing else "") if part),
                 hint="written by another version of fathom: run the step that writes it again")
         return cls(**{k: build(hints[k], v, path, f"{where}.{k}".lstrip(".")) for k, v in data.items()})
+    if origin in (dict, list) and not isinstance(data, origin):
+        raise DataError(path, f"{where}: expected {'an object' if origin is dict else 'a list'}, got {data!r}"[:200])
     if origin is dict:
         return {str(k): build(args[1], v, path, f"{where}.{k}") for k, v in data.items()}
     if origin is list:
@@ -181,6 +183,11 @@ class FoldDir:
     """runs/<exp>/<backbone>/fold_<k>/ and every file in it."""
 
     path: Path
+    PREFIX = "fold_"
+
+    @classmethod
+    def is_fold_name(cls, name: str) -> bool:
+        return name.startswith(cls.PREFIX)
 
     @property
     def backbone(self) -> str:
@@ -188,7 +195,7 @@ class FoldDir:
 
     @property
     def fold(self) -> int:
-        return int(self.path.name.removeprefix("fold_"))
+        return int(self.path.name.removeprefix(self.PREFIX))
 
     config = property(lambda self: self.path / "config.yaml")
     meta = property(lambda self: self.path / "meta.json")
@@ -239,7 +246,7 @@ class Experiment:
         return self.root / f"report_{name}.png"
 
     def fold(self, backbone: str, fold: int) -> FoldDir:
-        return FoldDir(self.root / backbone / f"fold_{fold}")
+        return FoldDir(self.root / backbone / f"{FoldDir.PREFIX}{fold}")
 
     def prediction_dir(self, split: str, tta: bool = False) -> Path:
         """oof/ or test/ (under tta/ for the TTA files)."""
@@ -257,7 +264,7 @@ class Experiment:
     def finished_folds(self) -> dict[str, list[FoldDir]]:
         """backbone -> its fold folders that finished training, in fold order."""
         found: dict[str, list[FoldDir]] = {}
-        dirs = (FoldDir(done.parent) for done in self.root.glob("*/fold_*/done.json"))
+        dirs = (FoldDir(done.parent) for done in self.root.glob(f"*/{FoldDir.PREFIX}*/done.json"))
         for fold_dir in sorted(dirs, key=lambda d: (d.backbone, d.fold)):
             found.setdefault(fold_dir.backbone, []).append(fold_dir)
         return found
@@ -277,8 +284,16 @@ class Experiment:
         return read_record(Summary, self.summary_file) if self.summary_file.is_file() else None
 
 
-def submission_record_path(out_dir: Path, name: str) -> Path:
-    return Path(out_dir) / f"{name}.json"
+@dataclass(frozen=True)
+class SubmissionFiles:
+    """submissions/: <name>.csv, the copy every run refreshes (submission.csv) and <name>.json."""
+
+    out_dir: Path
+    name: str
+
+    csv = property(lambda self: Path(self.out_dir) / f"{self.name}.csv")
+    latest = property(lambda self: Path(self.out_dir) / "submission.csv")
+    record = property(lambda self: Path(self.out_dir) / f"{self.name}.json")
 
 
 def check_split(split: str) -> str:

@@ -18,7 +18,7 @@ from fathom.errors import DataError
 from fathom.metric import as_json_numbers, read_scoring_csv, score_frames
 from fathom.predictions import Predictions, mean_of
 from fathom.provenance import git_commit
-from fathom.runs import EnsembleRecord, Experiment, SubmissionRecord, submission_record_path, write_record
+from fathom.runs import EnsembleRecord, Experiment, SubmissionFiles, SubmissionRecord, write_record
 from fathom.submission import make_submission, write_submission
 
 
@@ -56,12 +56,13 @@ def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str) -> 
         members, predictions = equal_blend(dataset, experiment)
     eval_ids = dataset.eval["id"].to_numpy()
     table = make_submission(predictions.ids, predictions.fine, predictions.osd, dataset.categories.ids, order=eval_ids)
-    for path in (out_dir / f"{name}.csv", out_dir / "submission.csv"):
+    files = SubmissionFiles(out_dir, name)
+    for path in (files.csv, files.latest):
         write_submission(table, path, eval_ids, dataset.categories.ids)
     solution = dataset.root / C.SOLUTION_CSV
-    scores = score_frames(read_scoring_csv(solution), read_scoring_csv(out_dir / f"{name}.csv")) \
+    scores = score_frames(read_scoring_csv(solution), read_scoring_csv(files.csv)) \
         if solution.is_file() else None
     record = SubmissionRecord(name, exp, git_commit(), len(table), members, ensemble,
                               as_json_numbers(scores) if scores is not None else None)
-    write_record(record, submission_record_path(out_dir, name))
+    write_record(record, files.record)
     return record

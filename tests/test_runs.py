@@ -1,0 +1,122 @@
+"""fathom.runs (paths and typed records) and the prediction file layout: refused, never misread."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from fathom.atomic import write_npz
+from fathom.constants import N_FINE, N_SUPER
+from fathom.errors import DataError
+from fathom.predictions import Predictions, combine_folds, concat, mean_of
+from fathom.runs import (Done, EnsembleRecord, Experiment, FoldDir, OofScores, OsdChoice, OsdScore, StrategyScore,
+                         SubmissionRecord, Summary, read_record, write_record)
+
+
+def predictions(ids, seed=0, **extras) -> Predictions:
+    rng = np.random.default_rng(seed)
+    n = len(ids)
+    return Predictions(np.array(ids), rng.random((n, N_FINE)), rng.random((n, N_SUPER)), extras)
+
+
+def ensemble_record() -> EnsembleRecord:
+    return EnsembleRecord(
+        exp="e", git_commit="abc", members=["a", "b"], folds=[0, 1], tta=True, strategy="equal weights",
+        weights={"a": 0.5, "b": 0.5}, exponents={"a": 1.0, "b": 0.0},
+        oof_map20=OofScores({"a": {"0": 0.5, "1": 0.4}}, {"a": 0.45}, None, {"0": 0.5, "1": 0.4}),
+        strategies={"equal weights": StrategyScore(0.45, 0.46, {"a": 0.5, "b": 0.5}, 0.0, 0.3)},
+        osd=OsdChoice("max_prob", {"max_prob": OsdScore(0.2, float("nan"), 0.2)}, {"held_out_categories": 1.0,
+                                                                                  "train_vs_test": 0.0}, 3))
+
+
+def test_every_path_of_a_run_comes_from_the_layer(tmp_path):
+    exp = Experiment(tmp_path, "e")
+    fold = exp.fold("resnet18", 3)
+    assert fold.path == tmp_path / "e" / "resnet18" / "fold_3" and (fold.backbone, fold.fold) == ("resnet18", 3)
+    assert fold.predictions("oof").name == "oof.npz" and fold.predictions("test", tta=True).name == "test_tta.npz"
+    assert exp.predictions("oof", "resnet18", tta=True) == tmp_path / "e" / "tta" / "oof" / "resnet18.npz"
+    assert exp.ensemble_predictions("test") == tmp_path / "e" / "ensemble" / "test.npz"
+    with pytest.raises(ValueError, match="split"):
+        fold.predictions("valid")
+
+
+def test_finished_folds_are_the_ones_with_done_records_in_fold_order(tmp_path):
+    exp = Experiment(tmp_path, "e")
+    for backbone, k in (("b", 10), ("b", 2), ("a", 0), ("a", 1)):
+        exp.fold(backbone, k).path.mkdir(parents=True)
+        if k != 1:
+            exp.fold(backbone, k).write_done(Done("f", 0.5, 1.0))
+    assert {b: [d.fold for d in ds] for b, ds in exp.finished_folds().items()} == {"a": [0], "b": [2, 10]}
+    with pytest.raises(DataError, match="no finished folds"):
+        Experiment(tmp_path, "other").require_finished_folds()
+
+
+def test_records_round_trip_with_nan_written_as_null(tmp_path):
+    record = ensemble_record()
+    write_record(record, tmp_path / "ensemble.json")
+    assert json.loads((tmp_path / "ensemble.json").read_text())["osd"]["sauc"]["max_prob"]["train_vs_test"] is None
+    again = read_record(EnsembleRecord, tmp_path / "ensemble.json")
+    assert np.isnan(again.osd.chosen.train_vs_test) and again.osd.chosen.held_out_categories == 0.2
+    assert dataclasses.replace(again, osd=record.osd) == record and again.chosen.demo_eval_map20 == 0.3
+    submission = SubmissionRecord("n", "e", "abc", 400, ["a", "b"], None, {"map20": 0.2, "sauc": None})
+    write_record(submission, tmp_path / "n.json")
+    assert read_record(SubmissionRecord, tmp_path / "n.json") == submission
+    write_record(Summary({"a": 0.5, "prior": 0.4}, [0, 1], 1), tmp_path / "summary.json")
+    assert read_record(Summary, tmp_path / "summary.json").oof_map20["prior"] == 0.4
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(surprise=1), r"unknown keys \['surprise'\]"),
+    (lambda d: d.pop("fingerprint"), r"missing keys \['fingerprint'\]"),
+    (lambda d: d.update(val_map20="high"), "val_map20: expected float"),
+    (lambda d: d.update(tile_val_map20=[0.1]), "tile_val_map20: expected an object|expected dict"),
+])
+def test_a_done_record_of_another_version_is_refused_by_name(tmp_path, edit, message):
+    fold = FoldDir(tmp_path / "fold_0")
+    fold.path.mkdir()
+    fold.write_done(Done("f", 0.5, 1.0, "max", {"max": 0.5}, {"eval": 7.0}))
+    data = json.loads(fold.done_file.read_text())
+    edit(data)
+    fold.done_file.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="done.json") as err:
+        fold.done()
+    assert err.match(message)
+
+
+def test_prediction_extras_are_named_and_travel_through_every_combination(tmp_path):
+    a = predictions(["x", "y"], 0, tile_evidence=np.array([0.1, 0.2]), embedding=np.ones((2, 8)))
+    b = predictions(["z"], 1, tile_evidence=np.array([0.3]))
+    both = concat([a, b])
+    assert list(both.extras) == ["tile_evidence"] and np.allclose(both.extras["tile_evidence"], [0.1, 0.2, 0.3])
+    mean = mean_of([a, a.aligned_to(["y", "x"])], ["y", "x"])
+    assert np.allclose(mean.extras["tile_evidence"], [0.2, 0.1]) and mean.extras["embedding"].shape == (2, 8)
+    oof, test = combine_folds([{"oof": a, "test": a}, {"oof": b, "test": a}])
+    assert "osd" not in test.extras and np.allclose(test.extras["tile_evidence"], [0.1, 0.2])
+    a.save(tmp_path / "a.npz")
+    loaded = Predictions.load(tmp_path / "a.npz")
+    assert loaded.extras["embedding"].dtype == np.float16 and np.array_equal(loaded.fine, a.fine.astype(np.float32))
+    with pytest.raises(ValueError, match="carry no out-of-sample score"):
+        loaded.osd
+    with pytest.raises(ValueError, match="unknown prediction extra 'confidence'"):
+        predictions(["x"], confidence=np.zeros(1))
+    with pytest.raises(ValueError, match="tile_evidence has 1 rows, not 2"):
+        predictions(["x", "y"], tile_evidence=np.zeros(1))
+
+
+def test_a_prediction_file_of_the_old_layout_is_refused_not_misread(tmp_path):
+    """Layout 1 held an `osd` array that meant 1 - max fine, tile evidence or a blend, by writer."""
+    rng = np.random.default_rng(0)
+    old = tmp_path / "oof.npz"
+    write_npz(old, ids=np.array(["x"]), fine=rng.random((1, N_FINE)), super=rng.random((1, N_SUPER)),
+              osd=np.array([0.3]))
+    with pytest.raises(DataError, match="layout 1, this code reads layout 2") as err:
+        Predictions.load(old)
+    assert err.match("run the step that wrote it again")
+    unknown = tmp_path / "extra.npz"
+    write_npz(unknown, ids=np.array(["x"]), fine=rng.random((1, N_FINE)), super=rng.random((1, N_SUPER)),
+              format=np.int64(2), logits=np.zeros(1))
+    with pytest.raises(DataError, match=r"unknown arrays \['logits'\]"):
+        Predictions.load(unknown)
