@@ -73,10 +73,11 @@ class Frames:
                      boxes: Boxes | None) -> Dataset:
         return FrameDataset(frames.files, frames.fine, frames.sup, transforms["train"], seed=self.cfg.seed)
 
-    def views(self, files: Sequence[Path], transform: A.Compose, targets: tuple | None = None) -> Views:
+    def views(self, files: Sequence[Path], transform: A.Compose) -> Views:
+        """The rows to predict (prediction only: zero targets)."""
         n = len(files)
-        fine, sup = targets or (np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32))
-        return Views(FrameDataset(files, fine, sup, transform), None)
+        return Views(FrameDataset(files, np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32),
+                                  transform), None)
 
     def default_rule(self) -> str | None:
         return None
@@ -118,7 +119,7 @@ class Crops(Frames):
         return CropDataset(frames.files, frames.fine, frames.sup, transforms["train"], transforms["crop"], frame_boxes,
                            box_classes, frames.sizes, parent, draw, seed=cfg.seed)
 
-    def views(self, files: Sequence[Path], transform: A.Compose, targets: tuple | None = None) -> Views:
+    def views(self, files: Sequence[Path], transform: A.Compose) -> Views:
         plan = TilePlan.of(cached_shapes(files), self.cfg.crop_size, self.cfg.tile_overlap)
         return Views(TileDataset(files, plan, transform), plan)
 
