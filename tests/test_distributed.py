@@ -52,7 +52,7 @@ def test_two_processes_train_one_model_and_rank_zero_writes(demo_dir, tmp_path):
     data = fold_data(cfg, dataset, build_cache(cfg, dataset), folds, 0, tmp_path / "runs")
     parts = build_fold(cfg, data, "resnet18", 0, sampling_for(cfg), None, dataset.categories.parent, Distributed())
     parts.predictor.model.load_state_dict(load_checkpoint(fold / "best.pt")["model"])
-    single, _, _ = parts.predictor.frames("valid", data.files["valid"], parts.transforms["eval"])
+    single = parts.predictor.frames("valid", data.files["valid"], parts.transforms["eval"])
     oof = Predictions.load(fold / "oof.npz")
     assert list(oof.ids) == list(data.ids["valid"])
     np.testing.assert_allclose(oof.fine, single["fine"], rtol=1e-4, atol=1e-6)

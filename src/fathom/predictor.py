@@ -1,6 +1,7 @@
 """The one predictor: a model, its precision and its sampling strategy, turning cached frames into
 per-frame probabilities. Training's per-epoch validation, its OOF and eval files, and TTA all go through
-`Predictor.frames`; only the views and the combining rule differ.
+`Predictor.rows` (per view) and `Predictor.frames` (views combined per frame by the sampling strategy);
+only the views and the combining rule differ.
 """
 
 from __future__ import annotations
@@ -67,12 +68,16 @@ class Predictor:
             self.prepared[key] = prepared
         return prepared
 
-    def frames(self, key: str | None, files: Sequence[Path], transform: A.Compose, rule: str | None = None,
-               flips: tuple[bool, ...] = (False,)) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Views]:
-        """(per-frame {fine, super, extras}, per-row probabilities, the views) of `files`; tiled views are
-        combined by `rule` (default: the strategy's). Under DDP every rank predicts its shard of the rows
-        and receives all of them."""
+    def rows(self, key: str | None, files: Sequence[Path], transform: A.Compose,
+             flips: tuple[bool, ...] = (False,)) -> tuple[dict[str, np.ndarray], Views]:
+        """(per-row probabilities {fine, super}, the views) of `files`. Under DDP every rank predicts its
+        shard of the rows and receives all of them."""
         views, loader = self.prepare(key, files, transform)
-        rows = self.dist.gather_rows(predict(self.model, loader, self.precision, self.channels_last, flips),
-                                     len(views.dataset))
-        return self.sampling.frames(rows, views, rule), rows, views
+        probs = predict(self.model, loader, self.precision, self.channels_last, flips)
+        return self.dist.gather_rows(probs, len(views.dataset)), views
+
+    def frames(self, key: str | None, files: Sequence[Path], transform: A.Compose, rule: str | None = None,
+               flips: tuple[bool, ...] = (False,)) -> dict[str, np.ndarray]:
+        """Per-frame {fine, super, extras} of `files`; tiled views are combined by `rule` (default: the
+        strategy's)."""
+        return self.sampling.frames(*self.rows(key, files, transform, flips), rule)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 from fathom.atomic import write_json
+from fathom.config import TrainConfig, load_config
 from fathom.errors import DataError
 
 R = TypeVar("R")
@@ -207,6 +208,10 @@ class FoldDir:
     def predictions(self, split: str, tta: bool = False) -> Path:
         """oof.npz / test.npz, or oof_tta.npz / test_tta.npz."""
         return self.path / f"{check_split(split)}{'_tta' if tta else ''}.npz"
+
+    def train_config(self, overrides: list[str] = ()) -> TrainConfig:
+        """The resolved config the fold trained with (config.yaml), `key=value` overrides applied."""
+        return load_config(str(self.config), list(overrides))
 
     def is_finished(self) -> bool:
         return self.done_file.is_file()

@@ -79,9 +79,6 @@ class Frames:
         return Views(FrameDataset(files, np.zeros((n, N_FINE), np.float32), np.zeros((n, N_SUPER), np.float32),
                                   transform), None)
 
-    def default_rule(self) -> str | None:
-        return None
-
     def frames(self, rows: dict[str, np.ndarray], views: Views, rule: str | None) -> dict[str, np.ndarray]:
         """Per-frame {fine, super, extras...} from the per-row probabilities."""
         return {"fine": rows["fine"], "super": rows["super"]}

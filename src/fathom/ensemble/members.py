@@ -1,8 +1,8 @@
 """An experiment's models ("members") as aligned arrays, fold by fold.
 
-Every finished fold of every backbone holds its validation predictions (OOF rows) and its eval
-predictions (fathom.runs.FoldDir); with `python -m fathom predict` they exist with TTA too (`*_tta.npz`), and then those are
-used. Only folds that every backbone finished are kept. Rows are aligned by id with a check: a member
+Every finished fold of every backbone (fathom.runs.FoldDir) holds its validation predictions (OOF
+rows) and its eval predictions; with `python -m fathom predict` they exist with TTA too (`*_tta.npz`),
+and then those are used. Only folds that every backbone finished are kept. Rows are aligned by id with a check: a member
 whose ids differ from the others' is an error naming its file, never a silent misalignment.
 """
 
@@ -17,7 +17,6 @@ import numpy as np
 from fathom.data.labels import fine_multi_hot
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
-from fathom.config import load_config
 from fathom.data.cache import ImageCache
 from fathom.data.sampling import sampling_for
 from fathom.predictions import Predictions
@@ -102,8 +101,8 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
         test_fine=np.stack([np.stack([p.fine for p in test[n]]) for n in names]),
         test_super=np.stack([np.stack([p.super for p in test[n]]) for n in names]),
         fold_dirs=dirs,
-        oof_tiles=np.stack([np.concatenate([p.extras["tile_evidence"] for p in oof[n]]) for n in names]) if tiled
-        else None,
+        oof_tiles=(np.stack([np.concatenate([p.extras["tile_evidence"] for p in oof[n]]) for n in names])
+                   if tiled else None),
         test_tiles=np.stack([np.stack([p.extras["tile_evidence"] for p in test[n]]) for n in names]) if tiled else None)
 
 
@@ -121,4 +120,4 @@ def aligned(path: Path, ids: np.ndarray | None) -> Predictions:
 
 def members_cache(members: Members) -> ImageCache:
     """The image cache the experiment's first fold read its frames from (for cheap colour statistics)."""
-    return sampling_for(load_config(str(next(iter(members.fold_dirs.values()))[0].config))).cache()
+    return sampling_for(next(iter(members.fold_dirs.values()))[0].train_config()).cache()

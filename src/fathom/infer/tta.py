@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fathom.atomic import write_json
-from fathom.config import TrainConfig, load_config
+from fathom.config import TrainConfig
 from fathom.data.layout import Dataset
 from fathom.data.sampling import sampling_for
 from fathom.data.transforms import eval_transform
@@ -45,7 +45,7 @@ def fold_config(fold_dir: FoldDir, overrides: list[str] = ()) -> TrainConfig:
         if item.partition("=")[0] not in OVERRIDABLE:
             raise DataError("command line", f"{item!r}: prediction may only change {', '.join(sorted(OVERRIDABLE))}",
                             hint="other settings are fixed by how the fold was trained")
-    return load_config(str(fold_dir.config), list(overrides))
+    return fold_dir.train_config(list(overrides))
 
 
 class FoldPredictor:
@@ -53,7 +53,8 @@ class FoldPredictor:
 
     def __init__(self, fold_dir: FoldDir | Path, overrides: list[str] = (), device: torch.device | None = None):
         fold_dir = fold_dir if isinstance(fold_dir, FoldDir) else FoldDir(Path(fold_dir))
-        self.fold_dir, self.cfg = fold_dir, cfg = fold_dir, fold_config(fold_dir, overrides)
+        self.fold_dir, self.cfg = fold_dir, fold_config(fold_dir, overrides)
+        cfg = self.cfg
         self.device = device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = FathomNet.for_config(fold_dir.backbone, cfg, trained=True)
         model.load_state_dict(load_checkpoint(fold_dir.best, device)["model"])
@@ -92,9 +93,7 @@ class FoldPredictor:
         """One scale's per-frame probabilities (flips averaged), views resized to `size`."""
         stats = self.model.data_config()
         files = self.sampling.cache(size).build(paths, workers=max(2, self.cfg.workers * 2))
-        frames, _, _ = self.predictor.frames(None, files, eval_transform(size, stats["mean"], stats["std"]), self.rule,
-                                             flips)
-        return frames
+        return self.predictor.frames(None, files, eval_transform(size, stats["mean"], stats["std"]), self.rule, flips)
 
 
 def accumulate(total: dict[str, np.ndarray], out: dict[str, np.ndarray], weight: int) -> dict[str, np.ndarray]:

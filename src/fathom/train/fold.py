@@ -31,7 +31,7 @@ from fathom.config import TrainConfig, to_dict
 from fathom.data.labels import fine_multi_hot, prior_log_odds, repeat_factors, super_multi_hot
 from fathom.data.layout import Dataset
 from fathom.data.samples import EpochSampler, make_loader
-from fathom.data.sampling import Boxes, Frames, TrainingFrames, Views, sampling_for
+from fathom.data.sampling import Boxes, Frames, TrainingFrames, sampling_for
 from fathom.data.transforms import crop_transform, eval_transform, train_transform
 from fathom.errors import DataError
 from fathom.metric import map_at_k_from_probs
@@ -196,7 +196,7 @@ def resume_from(parts: FoldParts, path: Path) -> tuple[int, int, float, list[dic
 def validate(parts: FoldParts, data: FoldData) -> dict[str, float]:
     """{val_loss, val_map20} of the validation frames (loss: mean binary cross-entropy of the per-frame
     fine probabilities, whatever the sampling)."""
-    frames, _, _ = parts.predictor.frames("valid", data.files["valid"], parts.transforms["eval"])
+    frames = parts.predictor.frames("valid", data.files["valid"], parts.transforms["eval"])
     fine_targets = data.targets["valid"][0]
     return {"val_loss": mean_bce(frames["fine"], fine_targets),
             "val_map20": map_at_k_from_probs(frames["fine"], fine_targets)}
@@ -251,12 +251,12 @@ def predict_best(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: F
     last. Tiled: the rule chosen on validation combines both (every rule's MAP@20 is in done.json)."""
     predictor, eval_transform_ = parts.predictor, parts.transforms["eval"]
     predictor.model.load_state_dict(load_checkpoint(fold_dir.best, parts.precision.device)["model"])
-    views: dict[str, Views] = {}
-    _, rows, views["valid"] = predictor.frames("valid", data.files["valid"], eval_transform_)
-    rule, rule_scores = predictor.sampling.choose_rule(rows, views["valid"], data.targets["valid"][0])
-    valid = predictor.sampling.frames(rows, views["valid"], rule)
-    test, _, views["eval"] = predictor.frames("eval", data.files["eval"], eval_transform_, rule)
-    out = {"oof": as_predictions(data.ids["valid"], valid), "test": as_predictions(data.ids["eval"], test)}
+    rows, views = {}, {}
+    for split in ("valid", "eval"):
+        rows[split], views[split] = predictor.rows(split, data.files[split], eval_transform_)
+    rule, rule_scores = predictor.sampling.choose_rule(rows["valid"], views["valid"], data.targets["valid"][0])
+    out = {name: as_predictions(data.ids[split], predictor.sampling.frames(rows[split], views[split], rule))
+           for name, split in (("oof", "valid"), ("test", "eval"))}
     if dist.is_main:
         for split, predictions in out.items():
             predictions.save(fold_dir.predictions(split))

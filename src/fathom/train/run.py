@@ -75,9 +75,10 @@ def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Ex
         tracker = Tracker(dist.is_main and wanted(cfg.wandb), cfg.wandb_project, group=cfg.name,
                           name=f"{cfg.name}/{backbone}", config={**to_dict(cfg), "backbone": backbone},
                           directory=exp.root)
+        own = cfg.for_backbone(backbone)
         try:
-            parts = [fold_predictions(cfg.for_backbone(backbone), dataset, cache_files, folds, exp, backbone, fold,
-                                      sampling_for(cfg.for_backbone(backbone)), boxes, dist, resume, tracker)
+            parts = [fold_predictions(own, dataset, cache_files, folds, exp, backbone, fold, sampling_for(own), boxes,
+                                      dist, resume, tracker)
                      for fold in fold_ids]
             if dist.is_main:
                 scores[backbone] = assemble(dataset, exp, backbone, parts)
