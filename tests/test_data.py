@@ -12,8 +12,8 @@ from fathom.errors import DataError
 
 def test_demo_dataset_tables(demo_dir):
     ds = load_dataset(demo_dir)
-    assert list(ds.train.columns) == ["id", "image_id", "file_name", "path", "width", "height", "categories",
-                                      "supercats"]
+    assert list(ds.train.columns) == ["id", "image_id", "file_name", "path", "width", "height", "platform", "dive",
+                                      "date_captured", "categories", "supercats"]
     assert len(ds.train) == 150 and len(ds.eval) == 80
     assert ds.eval["categories"].map(len).eq(0).all()
     row = ds.train.iloc[0]

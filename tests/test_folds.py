@@ -52,6 +52,47 @@ def test_committed_real_folds_are_reproducible(real_dir):
     assert committed.equals(rebuilt)
 
 
+@pytest.mark.slow
+def test_committed_real_dive_folds_keep_dives_whole_and_spread_categories(real_dir):
+    """The dive-grouped folds of the real labels: 503 dives, the largest 625 images, none in two folds; at
+    least 70 of the 74 categories with >= 5 images in >= 3 dives are in the validation part of >= 3 folds;
+    and the committed file is what `fathom folds --group dive` builds from the labels."""
+    ds = load_dataset(real_dir, check_images=False)
+    committed = pd.read_csv(REPO / "folds" / "train_5fold_seed42_dive.csv", dtype={"id": str})
+    assert committed.equals(make_folds(ds.train, ds.categories, n_folds=5, seed=42, group="dive"))
+    merged = ds.train.merge(committed, on="id", validate="one_to_one")
+    assert merged["dive"].nunique() == 503 and merged["dive"].value_counts().max() == 625
+    assert merged.groupby("dive")["fold"].nunique().max() == 1
+    images, dives, folds = Counter(), {}, {}
+    for cats, dive, fold in zip(merged["categories"], merged["dive"], merged["fold"]):
+        for c in cats:
+            images[c] += 1
+            dives.setdefault(c, set()).add(dive)
+            folds.setdefault(c, set()).add(fold)
+    common = [c for c in images if images[c] >= 5 and len(dives[c]) >= 3]
+    assert len(common) == 74
+    assert sum(len(folds[c]) >= 3 for c in common) >= 70
+    sizes = merged["fold"].value_counts()
+    assert sizes.max() < 1.5 * sizes.min()  # the largest dive is a tenth of the data: sizes stay near 1,190
+
+
+def test_dive_folds_of_the_demo_keep_dives_whole(demo_dir):
+    ds = load_dataset(demo_dir, check_images=False)
+    folds = make_folds(ds.train, ds.categories, n_folds=3, seed=0, group="dive")
+    merged = ds.train.merge(folds, on="id")
+    assert merged.groupby("dive")["fold"].nunique().max() == 1 and sorted(folds["fold"].unique()) == [0, 1, 2]
+    assert folds.equals(make_folds(ds.train, ds.categories, n_folds=3, seed=0, group="dive"))
+
+
+def test_images_without_a_dive_url_are_their_own_group():
+    from fathom.data.layout import dive_of
+
+    assert dive_of("https://fathomnet.org/static/m3/framegrabs/Doc%20Ricketts/images/0297/03_50_15_04.png") == (
+        "Doc Ricketts", "Doc Ricketts/0297")
+    assert dive_of("https://fathomnet.org/static/m3/staging/Mini%20ROV/images/145/x.png") == ("Mini ROV", "Mini ROV/145")
+    assert dive_of("") == ("", "") and dive_of("x.png") == ("", "")
+
+
 def test_read_folds_needs_every_train_id_and_drops_skipped_ones(demo_dir, tmp_path):
     ds = load_dataset(demo_dir, check_images=False)
     folds = make_folds(ds.train, ds.categories)

@@ -145,7 +145,7 @@ def cmd_folds(args) -> int:
     from fathom.folds import make_folds, summarize, write_folds
 
     dataset = load(args, check_images=False)
-    folds = make_folds(dataset.train, dataset.categories, args.n_folds, args.seed)
+    folds = make_folds(dataset.train, dataset.categories, args.n_folds, args.seed, args.group)
     write_folds(folds, args.out)
     print(summarize(folds, dataset.train).to_string(index=False))
     print(f"wrote {len(folds)} ids in {args.n_folds} folds to {args.out}")
@@ -323,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(p, images=False)
     p.add_argument("--n-folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--group", choices=["dive"], default=None,
+                   help="keep every dive (from coco_url) in one fold: validation on unseen dives, like the test")
     p.add_argument("--out", type=Path, required=True, help="e.g. folds/demo.csv")
     p.set_defaults(func=cmd_folds)
 

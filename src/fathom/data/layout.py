@@ -1,14 +1,17 @@
 """Load the Kaggle layout into one table per split.
 
 Columns of a split table: id (the image uuid, = file_name stem, the submission's row id),
-image_id (COCO integer id), file_name, path, width, height, categories (list of fine ids, empty
-for eval), supercats (list of super-category indices 0..19).
+image_id (COCO integer id), file_name, path, width, height, platform and dive (from `coco_url`, see
+`dive_of`), date_captured (as in the json, "" when absent), categories (list of fine ids, empty for
+eval), supercats (list of super-category indices 0..19).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+from urllib.parse import unquote
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,20 @@ from fathom.data.tables import read_text_csv
 from fathom.errors import DataError
 
 SPLIT_JSON = {"train": C.TRAIN_JSON, "eval": C.EVAL_JSON}
+# .../framegrabs/Doc%20Ricketts/images/0297/03_50_15_04.png (also /staging/): platform, then dive number
+DIVE_URL = re.compile(r"/([^/]+)/images/([^/]+)/[^/]+$")
+COLUMNS = ["id", "image_id", "file_name", "path", "width", "height", "platform", "dive", "date_captured",
+           "categories", "supercats"]
+
+
+def dive_of(url: str) -> tuple[str, str]:
+    """(platform, dive) of an image from its coco_url: ("Doc Ricketts", "Doc Ricketts/0297"). A url
+    without that layout gives ("", ""): the image then counts as a dive of its own when folds are grouped."""
+    match = DIVE_URL.search(url or "")
+    if not match:
+        return "", ""
+    platform = unquote(match.group(1))
+    return platform, f"{platform}/{match.group(2)}"
 
 
 @dataclass(frozen=True)
@@ -68,7 +85,7 @@ def load_split(root: Path, split: str, categories: Categories, images_dir: Path)
         labels = read_train_csv(root / C.TRAIN_CSV, categories)
         images = attach_labels(images, labels, root / C.TRAIN_CSV)
     images["supercats"] = [sorted(set(categories.super_of(ids).tolist())) for ids in images["categories"]]
-    return images[["id", "image_id", "file_name", "path", "width", "height", "categories", "supercats"]]
+    return images[COLUMNS]
 
 
 def parse_categories_cell(cell: str) -> list[int]:
@@ -145,7 +162,8 @@ def read_json(path: Path) -> dict:
 
 
 def read_coco_images(path: Path, data: dict | None = None) -> pd.DataFrame:
-    """COCO 'images' -> DataFrame(id, image_id, file_name, width, height); `data`: the file, if read."""
+    """COCO 'images' -> DataFrame(id, image_id, file_name, width, height, platform, dive, date_captured);
+    `data`: the file, if read."""
     rows = []
     for n, image in enumerate((data or read_json(path))["images"]):
         where = f"images[{n}]"
@@ -163,8 +181,14 @@ def read_coco_images(path: Path, data: dict | None = None) -> pd.DataFrame:
             value = image[key]
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
                 raise DataError(path, f"{key} {value!r} is not a positive number", where=where)
-        rows.append((Path(name).stem, image["id"], name, int(image["width"]), int(image["height"])))
-    df = pd.DataFrame(rows, columns=["id", "image_id", "file_name", "width", "height"])
+        url, date = image.get("coco_url") or "", image.get("date_captured") or ""
+        for key, value in (("coco_url", url), ("date_captured", date)):
+            if not isinstance(value, str):
+                raise DataError(path, f"{key} {value!r} must be a string", where=where)
+        rows.append((Path(name).stem, image["id"], name, int(image["width"]), int(image["height"]), *dive_of(url),
+                     date))
+    df = pd.DataFrame(rows, columns=["id", "image_id", "file_name", "width", "height", "platform", "dive",
+                                     "date_captured"])
     for column in ("id", "image_id"):
         duplicated = df[column].duplicated()
         if duplicated.any():

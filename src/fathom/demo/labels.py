@@ -48,13 +48,17 @@ class LabelModel:
     def others(self) -> np.ndarray:
         return self.seen[self.seen != self.dominant]
 
-    def draw(self, rng: np.random.Generator, depth: float, shifted: bool) -> list[int]:
-        """Category ids of one image at `depth`; `shifted` draws eval's frequencies instead of train's."""
+    def draw(self, rng: np.random.Generator, depth: float, shifted: bool, habitat: np.ndarray | None = None
+             ) -> list[int]:
+        """Category ids of one image at `depth`; `shifted` draws eval's frequencies instead of train's;
+        `habitat` (weights over `others`) is the dive's own mix."""
         k = int(rng.choice(np.arange(1, len(LABELS_PER_IMAGE) + 1), p=LABELS_PER_IMAGE / LABELS_PER_IMAGE.sum()))
         beyond = max(0.0, depth - TRAIN_MAX_DEPTH) / (1 - TRAIN_MAX_DEPTH)  # 0 within train's range, 1 at the bottom
         p_unseen = (0.03 + 0.75 * beyond) if shifted else 0.0
         p_dominant = DOMINANT_SHARE * (1 - beyond) * (0.6 if shifted else 1.0)
         weights = np.sqrt(self.train_weights) if shifted else self.train_weights
+        if habitat is not None:
+            weights = weights * habitat
         labels: list[int] = [self.dominant] if rng.random() < p_dominant else []
         while len(labels) < k:
             pool, p = (self.unseen, None) if rng.random() < p_unseen else (self.others, weights / weights.sum())
@@ -67,3 +71,9 @@ class LabelModel:
         """How many animals of a category an image holds (the common one comes in groups)."""
         mean_extra = 2.0 if category == self.dominant else 0.5
         return 1 + min(int(rng.poisson(mean_extra)), 12)
+
+    @staticmethod
+    def unknown_creatures(rng: np.random.Generator, depth: float, shifted: bool) -> int:
+        """How many creatures outside every category an eval frame holds (train frames: none)."""
+        beyond = max(0.0, depth - TRAIN_MAX_DEPTH) / (1 - TRAIN_MAX_DEPTH)
+        return int(rng.poisson(0.05 + 1.2 * beyond)) if shifted else 0

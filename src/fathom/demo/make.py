@@ -6,12 +6,15 @@ import json
 import shutil
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
 from fathom import constants as C
 from fathom.atomic import atomic_path, write_csv, write_json
+from fathom.demo.dives import (HD, TRAIN_PLATFORMS, Dive, assign, camera, dive_sizes, eval_frame_dives,
+                               make_dives)
 from fathom.demo.labels import TRAIN_MAX_DEPTH, LabelModel
 from fathom.demo.scenes import render
 from fathom.demo.shapes import FAMILIES, Species
@@ -19,13 +22,14 @@ from fathom.errors import DataError
 
 # Fine categories per super-category, largest family first: the real competition's family sizes.
 FAMILY_SIZES = [46, 36, 23, 22, 22, 17, 16, 15, 14, 12, 12, 10, 10, 8, 7, 7, 6, 3, 3, 1]
-DEMO_VERSION = 2  # bump when the rendered output changes, so cached demo folders are rebuilt
+DEMO_VERSION = 3  # bump when the rendered output changes, so cached demo folders are rebuilt
 MARKER = "demo.json"
-URL = "https://demo.invalid/fathom/images/"  # demo images are local; the url only mirrors the layout
+URL = "https://demo.invalid/fathom/framegrabs/"  # demo images are local; the url mirrors the real layout
 
-# (width, height) of the two frame kinds as a share of --size, and how often each occurs.
-TRAIN_FRAMES = [((1.0, 9 / 16), 0.6), ((0.6, 0.6 * 368 / 720), 0.4)]
-EVAL_FRAMES = [((1.0, 9 / 16), 0.6), ((0.6, 0.6 * 486 / 720), 0.4)]
+# (width, height) of a platform's frames as a share of --size: HD cameras film 16:9, the others ~720x368
+# in train's years and 720x486 in eval's.
+HD_FRAME = (1.0, 9 / 16)
+SD_FRAME = {"train": (0.6, 0.6 * 368 / 720), "eval": (0.6, 0.6 * 486 / 720)}
 
 
 def category_table() -> tuple[pd.DataFrame, dict[int, Species]]:
@@ -42,9 +46,8 @@ def category_table() -> tuple[pd.DataFrame, dict[int, Species]]:
     return pd.DataFrame(rows, columns=["id", "name", "supercat"]), looks
 
 
-def frame_size(rng: np.random.Generator, size: int, frames) -> tuple[int, int]:
-    shapes, weights = zip(*frames)
-    w, h = shapes[rng.choice(len(shapes), p=weights)]
+def frame_size(size: int, dive: Dive, split: str) -> tuple[int, int]:
+    w, h = HD_FRAME if dive.platform in HD else SD_FRAME[split]
     return max(16, int(round(w * size))), max(16, int(round(h * size)))
 
 
@@ -52,24 +55,31 @@ def image_uuid(rng: np.random.Generator) -> str:
     return str(uuid.UUID(bytes=rng.bytes(16), version=4))
 
 
-def make_split(rng, model: LabelModel, looks, n: int, size: int, images_dir: Path, split: str):
-    """Render n images; returns COCO images, annotations and (id, categories, osd) rows.
-    Train depths stop at TRAIN_MAX_DEPTH; eval spans all depths, and deeper frames are out-of-sample."""
+def make_split(rng, model: LabelModel, looks, frame_dives: list[Dive], size: int, images_dir: Path, split: str):
+    """Render one frame per entry of `frame_dives`; returns COCO images, annotations and (id, categories,
+    osd) rows. A frame's depth comes from its dive; train dives stop at TRAIN_MAX_DEPTH, eval's span all
+    depths, and frames deeper than that are out-of-sample."""
     images, annotations, labels = [], [], []
-    for image_id in range(1, n + 1):
-        depth = rng.uniform(0, TRAIN_MAX_DEPTH if split == "train" else 1.0)
-        categories = model.draw(rng, depth, shifted=split == "eval")
+    shifted = split == "eval"
+    for image_id, dive in enumerate(frame_dives, start=1):
+        depth = dive.frame_depth(rng)
+        categories = model.draw(rng, depth, shifted=shifted, habitat=dive.habitat)
         animals = [c for c in categories for _ in range(model.instances(rng, c))]
         animals = [animals[i] for i in rng.permutation(len(animals))]
-        width, height = frame_size(rng, size, TRAIN_FRAMES if split == "train" else EVAL_FRAMES)
-        picture, boxes = render(rng, width, height, [looks[c] for c in animals], depth)
+        strangers = [Species.unknown(int(rng.integers(0, 1 << 16)), float(rng.uniform()))
+                     for _ in range(model.unknown_creatures(rng, depth, shifted))]
+        width, height = frame_size(size, dive, split)
+        picture, boxes = render(rng, width, height, [looks[c] for c in animals] + strangers, depth, dive.light,
+                                dive.tint)
+        if dive.new_camera:
+            picture = camera(picture, rng)
         name = image_uuid(rng)
         with atomic_path(images_dir / f"{name}.png") as tmp:
             picture.save(tmp, format="PNG", compress_level=1)
+        url = f"{URL}{quote(dive.platform)}/images/{dive.number:04d}/{name}.png"
         images.append({"id": image_id, "width": width, "height": height, "file_name": f"{name}.png", "license": 0,
-                       "flickr_url": URL + f"{name}.png", "coco_url": URL + f"{name}.png",
-                       "date_captured": "2023-01-01 00:00:00"})
-        for n_box, bbox in boxes:
+                       "flickr_url": url, "coco_url": url, "date_captured": dive.date(rng)})
+        for n_box, bbox in boxes[:len(animals)]:  # the strangers come last and have no category
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": float(animals[n_box]), "segmentation": [],
                                 "area": round(bbox[2] * bbox[3], 1), "bbox": bbox, "iscrowd": 0})
@@ -99,8 +109,12 @@ def make_demo(out: str | Path, n_train: int = 800, n_eval: int = 400, size: int 
     model = LabelModel.sample(rng)
     images_dir = out / C.IMAGES_DIR
     images_dir.mkdir(parents=True, exist_ok=True)
-    train_images, train_boxes, train_labels = make_split(rng, model, looks, n_train, size, images_dir, "train")
-    eval_images, _, eval_labels = make_split(rng, model, looks, n_eval, size, images_dir, "eval")
+    sizes = dive_sizes(rng, n_train)
+    train_dives = make_dives(rng, sizes, TRAIN_PLATFORMS, False, len(model.others), first_number=1)
+    eval_dives = eval_frame_dives(rng, train_dives, sizes, n_eval, len(model.others))
+    train_images, train_boxes, train_labels = make_split(rng, model, looks, assign(rng, train_dives, sizes), size,
+                                                         images_dir, "train")
+    eval_images, _, eval_labels = make_split(rng, model, looks, eval_dives, size, images_dir, "eval")
 
     write_csv(table, out / C.CATEGORY_KEY)
     write_csv(pd.DataFrame({"id": [name for name, _, _ in train_labels],

@@ -12,12 +12,13 @@ from fathom.demo.shapes import Species, draw_species
 MAX_SCALE, MIN_SCALE = 0.075, 0.015
 
 
-def background(rng: np.random.Generator, width: int, height: int, depth: float) -> tuple[np.ndarray, float]:
+def background(rng: np.random.Generator, width: int, height: int, depth: float, light_offset: float = 0.0,
+               tint: float = 0.0) -> tuple[np.ndarray, float]:
     """Water darkening and turning bluer with depth, a vertical light gradient, low-frequency murk and
-    sensor noise. Lighting varies from frame to frame (an ROV carries its own lamps), so colour alone
-    only partly tells how deep a frame is. Returns the image and the light level for the animals."""
-    light = float(np.clip(1.0 - 0.45 * depth + rng.normal(0, 0.15), 0.35, 1.2))
-    blue = float(np.clip(depth + rng.normal(0, 0.25), 0, 1))
+    sensor noise. Lighting varies from dive to dive and frame to frame (an ROV carries its own lamps), so
+    colour alone only partly tells how deep a frame is. Returns the image and the light level for the animals."""
+    light = float(np.clip(1.0 - 0.45 * depth + light_offset + rng.normal(0, 0.12), 0.35, 1.2))
+    blue = float(np.clip(depth + tint + rng.normal(0, 0.2), 0, 1))
     top = light * ((1 - blue) * np.array([40, 110, 120]) + blue * np.array([20, 60, 125]))
     bottom = 0.55 * top
     ramp = np.linspace(0, 1, height)[:, None, None]
@@ -31,11 +32,11 @@ def background(rng: np.random.Generator, width: int, height: int, depth: float) 
     return image, min(light, 1.0)
 
 
-def render(rng: np.random.Generator, width: int, height: int, animals: list[Species], depth: float
-           ) -> tuple[Image.Image, list[tuple[int, list[float]]]]:
+def render(rng: np.random.Generator, width: int, height: int, animals: list[Species], depth: float,
+           light_offset: float = 0.0, tint: float = 0.0) -> tuple[Image.Image, list[tuple[int, list[float]]]]:
     """Draw `animals` (a list of species, one entry per instance); returns the image and
     (index into `animals`, COCO bbox [x, y, w, h]) for each."""
-    water, light = background(rng, width, height, depth)
+    water, light = background(rng, width, height, depth, light_offset, tint)
     image = Image.fromarray(np.clip(water, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     long_side = max(width, height)

@@ -58,6 +58,18 @@ FAMILIES: list[tuple[str, list[tuple[np.ndarray, object]]]] = [
     ("Drop", [(np.vstack([arc(0, 0, .6, -np.pi / 2, np.pi / 2, 12), [[-1, 0]]]) * [1, 1] + [.3, 0], "fill")]),
 ]
 
+# Creatures no category describes (the real test frames hold concepts outside the 290): outlines no family
+# uses, drawn in colours between the families'. They carry no label; the deeper a frame, the likelier.
+UNKNOWN_SHAPES: list[list[tuple[np.ndarray, object]]] = [
+    [(np.stack([np.linspace(0.1, 1, 24) * np.cos(np.linspace(0, 4 * np.pi, 24)),
+                np.linspace(0.1, 1, 24) * np.sin(np.linspace(0, 4 * np.pi, 24))], 1), 0.14)],  # spiral
+    [(np.vstack([arc(0, 0, 1, np.pi, 2 * np.pi, 12), [[1, 0]]]), "fill")]
+    + [(np.array([[x, 0], [x + 0.1, 0.9]]), 0.08) for x in (-0.8, -0.4, 0.0, 0.4)],  # jelly with tentacles
+    [(np.array([[-1, -.2], [1, -.2], [1, .2], [-1, .2]]), "fill")]
+    + [(np.array([[x, .2], [x, .8]]), 0.1) for x in (-0.8, -0.3, 0.2, 0.7)],  # comb
+    [(regular(3) * 0.5 + [0.4, 0], "fill"), (regular(4) * 0.5 - [0.4, 0], "fill")],  # two-bodied
+]
+
 HUE_SHIFTS = (-0.05, -0.017, 0.017, 0.05)
 MARKINGS = ("none", "dot", "stripe", "rim")
 ASPECTS = (1.0, 0.72, 0.52)
@@ -85,6 +97,15 @@ class Species:
             aspect=ASPECTS[variant // 16],
         )
 
+    @classmethod
+    def unknown(cls, kind: int, hue: float) -> "Species":
+        """A creature outside every category: UNKNOWN_SHAPES[kind], family index past the real ones."""
+        return cls(family=len(FAMILIES) + kind % len(UNKNOWN_SHAPES), hue=hue, marking="none", aspect=1.0)
+
+
+def outlines(family: int) -> list[tuple[np.ndarray, object]]:
+    return FAMILIES[family][1] if family < len(FAMILIES) else UNKNOWN_SHAPES[family - len(FAMILIES)]
+
 
 def rgb(hue: float, saturation: float, value: float) -> tuple[int, int, int]:
     return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(hue, saturation, value))
@@ -101,7 +122,7 @@ def draw_species(draw: ImageDraw.ImageDraw, species: Species, cx: float, cy: flo
 
     body = rgb(species.hue, 0.65, 0.9 * light)
     dark = rgb(species.hue, 0.8, 0.35 * light)
-    for outline, style in FAMILIES[species.family][1]:
+    for outline, style in outlines(species.family):
         if style == "fill":
             draw.polygon(place(outline), fill=body, outline=dark if species.marking == "rim" else None,
                          width=max(1, int(radius * 0.12)))
