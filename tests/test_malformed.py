@@ -242,7 +242,7 @@ def test_unusable_images_are_named(demo_dir, tmp_path, case):
     data, reason = IMAGE_ERRORS[case]
     images = tmp_path / "images"
     shutil.copytree(demo_dir / "images", images)
-    victim = sorted(images.glob("*.png"))[3]
+    victim = images / f"{sorted(load_dataset(demo_dir, check_images=False).train['id'])[3]}.png"  # a train frame
     victim.write_bytes(data)
     assert reason in unusable_reason(str(victim))
     with pytest.raises(DataError) as info:

@@ -96,13 +96,16 @@ def check_layout(path: Path, names: list[str], version: int) -> None:
         raise DataError(path, f"unknown arrays {sorted(unknown)}", hint="run the step that wrote it again")
 
 
+PER_MODEL = {"embedding"}  # extras that mean nothing once rows of different models are mixed or averaged
+
+
 def common_extras(parts: list[Predictions]) -> list[str]:
-    return [k for k in EXTRAS if all(k in p.extras for p in parts)]
+    return [k for k in EXTRAS if k not in PER_MODEL and all(k in p.extras for p in parts)]
 
 
 def mean_of(predictions: list[Predictions], ids: Sequence[str]) -> Predictions:
     """Equal-weight mean of several predictions, each aligned to `ids` first (the extras all of them carry
-    are averaged too)."""
+    are averaged too, except embeddings: each model has its own feature space)."""
     aligned = [p.aligned_to(ids) for p in predictions]
     return Predictions(np.asarray(ids), np.mean([p.fine for p in aligned], 0), np.mean([p.super for p in aligned], 0),
                        {k: np.mean([p.extras[k] for p in aligned], 0) for k in common_extras(aligned)})

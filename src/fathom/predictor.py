@@ -25,20 +25,22 @@ from fathom.train.precision import Precision
 @torch.no_grad()
 def predict(model: nn.Module, loader, precision: Precision, channels_last: bool = True,
             flips: tuple[bool, ...] = (False,)) -> dict[str, np.ndarray]:
-    """Sigmoid probabilities {fine [N, 290], super [N, 20]} of every row of `loader`.
+    """Sigmoid probabilities {fine [N, 290], super [N, 20]} and pooled features {embedding [N, D]} of every
+    row of `loader`.
 
     `flips` lists the views of every batch: False the frame, True its mirror; (False, True) averages the
     two after the sigmoid, (True,) predicts the mirror alone.
     """
     model.eval()
-    fine_probs, super_probs = [], []
+    out: dict[str, list[np.ndarray]] = {"fine": [], "super": [], "embedding": []}
     for images, _, _ in loader:
         images = to_device(images, precision.device, channels_last)
         with precision.autocast():
             views = [model(torch.flip(images, dims=[3]) if flip else images) for flip in flips]
-        for out, head in ((fine_probs, "fine"), (super_probs, "super")):
-            out.append(torch.stack([torch.sigmoid(v[head].float()) for v in views]).mean(0).cpu().numpy())
-    return {"fine": np.concatenate(fine_probs), "super": np.concatenate(super_probs)}
+        for head in ("fine", "super"):
+            out[head].append(torch.stack([torch.sigmoid(v[head].float()) for v in views]).mean(0).cpu().numpy())
+        out["embedding"].append(torch.stack([v["embedding"].float() for v in views]).mean(0).cpu().numpy())
+    return {head: np.concatenate(parts) for head, parts in out.items()}
 
 
 class Predictor:

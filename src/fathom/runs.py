@@ -32,7 +32,8 @@ from fathom.config import TrainConfig, load_config
 from fathom.errors import DataError
 
 R = TypeVar("R")
-SPLITS = ("oof", "test")
+SPLITS = ("oof", "test")  # what TTA predicts again; a fold also writes "train" (its training frames' own)
+FOLD_SPLITS = (*SPLITS, "train")
 
 
 # ---- records --------------------------------------------------------------------------------------------
@@ -206,8 +207,9 @@ class FoldDir:
     done_file = property(lambda self: self.path / "done.json")
 
     def predictions(self, split: str, tta: bool = False) -> Path:
-        """oof.npz / test.npz, or oof_tta.npz / test_tta.npz."""
-        return self.path / f"{check_split(split)}{'_tta' if tta else ''}.npz"
+        """oof.npz / test.npz / train.npz (the training frames, predicted by the fold's own model: the
+        reference of the feature-based out-of-sample scores), or oof_tta.npz / test_tta.npz."""
+        return self.path / f"{check_split(split, FOLD_SPLITS if not tta else SPLITS)}{'_tta' if tta else ''}.npz"
 
     def train_config(self, overrides: list[str] = ()) -> TrainConfig:
         """The resolved config the fold trained with (config.yaml), `key=value` overrides applied."""
@@ -301,7 +303,7 @@ class SubmissionFiles:
     record = property(lambda self: Path(self.out_dir) / f"{self.name}.json")
 
 
-def check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+def check_split(split: str, known: tuple[str, ...] = SPLITS) -> str:
+    if split not in known:
+        raise ValueError(f"split must be one of {known}, not {split!r}")
     return split

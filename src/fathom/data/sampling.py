@@ -80,8 +80,8 @@ class Frames:
                                   transform), None)
 
     def frames(self, rows: dict[str, np.ndarray], views: Views, rule: str | None) -> dict[str, np.ndarray]:
-        """Per-frame {fine, super, extras...} from the per-row probabilities."""
-        return {"fine": rows["fine"], "super": rows["super"]}
+        """Per-frame {fine, super, extras...} from the per-row probabilities (and embeddings)."""
+        return {"fine": rows["fine"], "super": rows["super"], "embedding": rows["embedding"]}
 
     def choose_rule(self, rows: dict[str, np.ndarray], views: Views, fine_targets: np.ndarray
                     ) -> tuple[str | None, dict[str, float] | None]:

@@ -107,8 +107,19 @@ def tile_evidence(fine: np.ndarray, sup: np.ndarray, plan: TilePlan) -> np.ndarr
     return np.maximum.reduceat(np.where(plan.is_tile, score, 0.0), plan.starts)
 
 
+def surest_view(fine: np.ndarray, plan: TilePlan) -> np.ndarray:
+    """[N] index of each frame's view (whole frame or tile) with the largest fine probability."""
+    best = np.asarray(fine).max(1)
+    return np.array([s + int(np.argmax(best[s:e])) for s, e in zip(plan.starts, np.r_[plan.starts[1:], len(best)])],
+                    dtype=np.int64)
+
+
 def frame_predictions(views: dict[str, np.ndarray], plan: TilePlan, rule: str, topk: int = 2) -> dict[str, np.ndarray]:
-    """{fine, super, tile_evidence} per frame from per-view {fine, super} probabilities."""
-    return {"fine": combine(views["fine"], plan, rule, topk).astype(np.float32),
-            "super": combine(views["super"], plan, rule, topk).astype(np.float32),
-            "tile_evidence": tile_evidence(views["fine"], views["super"], plan)}
+    """{fine, super, tile_evidence, embedding} per frame from per-view {fine, super, embedding}: the
+    embedding is the one of the view the model was most sure of."""
+    out = {"fine": combine(views["fine"], plan, rule, topk).astype(np.float32),
+           "super": combine(views["super"], plan, rule, topk).astype(np.float32),
+           "tile_evidence": tile_evidence(views["fine"], views["super"], plan)}
+    if "embedding" in views:
+        out["embedding"] = views["embedding"][surest_view(views["fine"], plan)]
+    return out

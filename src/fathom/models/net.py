@@ -19,7 +19,8 @@ HEADS = CHOICES["head"]
 
 
 class FathomNet(nn.Module):
-    """`forward(images)` returns {"fine": [B, 290], "super": [B, 20]} logits.
+    """`forward(images)` returns {"fine": [B, 290], "super": [B, 20]} logits and "embedding" [B, D], the
+    trunk's pooled features (what the feature-based out-of-sample scores read).
 
     head `linear`: dropout, then one linear layer per label set. head `mlp` (the ConvNeXt seed recipe's):
     dropout -> linear(features, head_hidden) -> BatchNorm -> ReLU, shared, then the two linear layers.
@@ -51,8 +52,9 @@ class FathomNet(nn.Module):
                    cfg.drop_rate, cfg.model_kwargs, cfg.head, cfg.head_hidden)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        pooled = self.neck(self.dropout(self.backbone(images)))
-        return {"fine": self.fine(pooled), "super": self.super(pooled)}
+        features = self.backbone(images)
+        pooled = self.neck(self.dropout(features))
+        return {"fine": self.fine(pooled), "super": self.super(pooled), "embedding": features}
 
     @torch.no_grad()
     def start_at_prior(self, fine_frequency, super_frequency, fine_shift: float = 0.0) -> None:

@@ -252,11 +252,12 @@ def predict_best(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: F
     predictor, eval_transform_ = parts.predictor, parts.transforms["eval"]
     predictor.model.load_state_dict(load_checkpoint(fold_dir.best, parts.precision.device)["model"])
     rows, views = {}, {}
-    for split in ("valid", "eval"):
-        rows[split], views[split] = predictor.rows(split, data.files[split], eval_transform_)
+    for split in ("valid", "eval", "train"):
+        rows[split], views[split] = predictor.rows(split if split != "train" else None, data.files[split],
+                                                   eval_transform_)
     rule, rule_scores = predictor.sampling.choose_rule(rows["valid"], views["valid"], data.targets["valid"][0])
     out = {name: as_predictions(data.ids[split], predictor.sampling.frames(rows[split], views[split], rule))
-           for name, split in (("oof", "valid"), ("test", "eval"))}
+           for name, split in (("oof", "valid"), ("test", "eval"), ("train", "train"))}
     if dist.is_main:
         for split, predictions in out.items():
             predictions.save(fold_dir.predictions(split))
