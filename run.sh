@@ -35,7 +35,7 @@ setup() {
 pipeline() {  # DATA_DIR FOLDS_CSV CONFIG [--images DIR]
   local data=$1 folds=$2 config=$3 exp; shift 3
   exp=$(basename "${config%.y*ml}")
-  [ -f "$folds" ] || "$PY" -m fathom folds --data "$data" --n-folds 5 --seed 42 --out "$folds"
+  [ -f "$folds" ] || "$PY" -m fathom folds --data "$data" --n-folds 5 --seed 42 --group dive --out "$folds"
   "$PY" -m fathom prior --data "$data" --folds "$folds" --exp prior "$@"
   "$PY" -m fathom submit --data "$data" --exp prior --name prior "$@"   # the floor, for comparison
   "$PY" -m fathom train --data "$data" --folds "$folds" --config "$config" "$@"
@@ -62,12 +62,12 @@ case "${1:-}" in
         *) echo "unknown option $1" >&2; exit 2 ;;
       esac
     done
-    pipeline "$data" folds/train_5fold_seed42.csv "$config" "${images[@]}"
+    pipeline "$data" folds/train_5fold_seed42_dive.csv "$config" "${images[@]}"
     ;;
   "")
     "$PY" -m fathom demo-data --out data/demo
-    rm -f folds/demo_5fold_seed42.csv  # the demo may have been rebuilt: its folds are rebuilt too (seconds)
-    pipeline data/demo folds/demo_5fold_seed42.csv demo
+    rm -f folds/demo_5fold_seed42_dive.csv  # the demo may have been rebuilt: its folds are rebuilt too (seconds)
+    pipeline data/demo folds/demo_5fold_seed42_dive.csv demo
     ;;
   *)
     echo "usage: bash run.sh [test [PYTEST ARGS] | --data DIR [--images DIR] [--config full|FILE]]" >&2

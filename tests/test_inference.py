@@ -110,8 +110,19 @@ def test_tta_ensemble_submission_and_report_end_to_end(trained, tmp_path):
     sub = pd.read_csv(tmp_path / "subs" / "tiny.csv")
     assert sub["osd"].nunique() > 1
 
-    report = write_report(dataset, runs, "tiny").read_text()
+    fold = runs / "tiny" / "resnet18" / "fold_0"
+    own = {split: Predictions.load(fold / f"{split}.npz") for split in ("train", "oof", "test")}
+    assert all(p.extras["embedding"].dtype == np.float16 and p.extras["embedding"].shape[1] == 512
+               for p in own.values())
+    assert not set(own["train"].ids) & set(own["oof"].ids)  # the fold model's own training frames
+    assert "embedding" not in Predictions.load(runs / "tiny" / "oof" / "resnet18.npz").extras  # never mixed
+    assert {"knn", "knn_aligned", "mahalanobis", "mahalanobis_aligned", "domain"} <= set(record.osd.sauc)
+    assert all(row.demo_eval is not None for row in record.osd.sauc.values())
+
+    report = write_report(dataset, runs, "tiny", tmp_path / "subs").read_text()
     assert "held-out MAP@20" in report and f"Chosen: **{record.osd.method}**" in report
+    assert "## Validation against the test" in report and "| frequency prior |" in report
+    assert "| knn_aligned |" in report and "| domain |" in report and "On the demo eval solution" in report
     assert "TTA gain" in report and "fold 1" in report
     for png in ("report_ap_vs_frequency.png", "report_oof_by_backbone.png"):
         assert (runs / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -169,9 +180,15 @@ def test_cli_predict_submit_report_print_the_choice(trained, tmp_path, capsys):
     shutil.copytree(root / "runs" / "tiny", runs / "tiny")
     common = ["--data", str(dataset.root), "--exp", "tiny", "--runs", str(runs)]
     assert main(["predict", *common, "workers=0"]) == 0
+    assert "TTA views 1x, 1x+hflip" in capsys.readouterr().out
+    assert main(["submit", *common, "--out", str(tmp_path / "subs"), "--osd", "knn_aligned"]) == 0
+    assert "osd = knn_aligned (pinned by --osd)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "subs" / "tiny.json").read_text())["ensemble"]["osd"]["method"] == "knn_aligned"
+    assert main(["submit", *common, "--out", str(tmp_path / "subs"), "--osd", "psychic"]) == 2
+    assert "unknown osd method 'psychic'" in capsys.readouterr().err
     assert main(["submit", *common, "--out", str(tmp_path / "subs")]) == 0
     assert main(["report", *common]) == 0
     out = capsys.readouterr().out
-    assert "TTA views 1x, 1x+hflip" in out and "held out (best single" in out and "osd = " in out
+    assert "held out (best single" in out and "osd = " in out
     assert "demo eval score" in out and (tmp_path / "subs" / "submission.csv").is_file()
     assert f"wrote {runs / 'tiny' / 'report.md'}" in out

@@ -208,7 +208,7 @@ def cmd_submit(args) -> int:
     from fathom.runs import SubmissionFiles
     from fathom.submit import submit
 
-    record = submit(load(args), args.runs, args.exp, args.out, args.name or args.exp)  # images: colour osd
+    record = submit(load(args), args.runs, args.exp, args.out, args.name or args.exp, args.osd)  # images: colour osd
     ensemble = record.ensemble
     if ensemble is not None:
         weights = ", ".join(f"{n} {w:.2f}" for n, w in ensemble.weights.items() if w)
@@ -216,8 +216,8 @@ def cmd_submit(args) -> int:
         print(f"{args.exp}: ensemble '{ensemble.strategy}' ({weights}; b = {ensemble.exponents['b']}): OOF MAP@20 "
               f"{ensemble.chosen.held_out:.4f} held out (best single {strategies['best single'].held_out:.4f},"
               f" equal weights {strategies['equal weights'].held_out:.4f})")
-        print(f"{args.exp}: osd = {ensemble.osd.method} (sAUC {osd.held_out_categories:.4f} on held-out "
-              f"categories, {osd.train_vs_test:.4f} train vs test)")
+        print(f"{args.exp}: osd = {ensemble.osd.method}{' (pinned by --osd)' if args.osd else ''} (sAUC "
+              f"{osd.held_out_categories:.4f} on held-out categories, {osd.train_vs_test:.4f} train vs test)")
     files = SubmissionFiles(args.out, record.name)
     print(f"wrote {files.csv} and {files.latest} ({record.rows} rows)")
     if record.eval_score is not None:
@@ -228,7 +228,7 @@ def cmd_submit(args) -> int:
 def cmd_report(args) -> int:
     from fathom.report import write_report
 
-    print(f"wrote {write_report(load(args, check_images=False), args.runs, args.exp)}")
+    print(f"wrote {write_report(load(args, check_images=False), args.runs, args.exp, args.out, args.random_folds_exp)}")
     return 0
 
 
@@ -389,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(p, images=False)
     p.add_argument("--exp", required=True)
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("--out", type=Path, default=paths.submissions_dir(), help="submission records (the prior's)")
+    p.add_argument("--random-folds-exp", default=None, metavar="EXP",
+                   help="the same recipe trained on random folds: its in-distribution OOF beside this one's")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("submit", help="ensemble an experiment (tuned on OOF) and write submission CSVs")
@@ -397,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="file name stem (default: the experiment)")
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
     p.add_argument("--out", type=Path, default=paths.submissions_dir())
+    p.add_argument("--osd", default=None, metavar="METHOD",
+                   help="pin the out-of-sample method (e.g. domain, knn_aligned, entropy+colour) instead of the "
+                        "label-free choice; report.md lists them")
     p.set_defaults(func=cmd_submit)
     return parser
 

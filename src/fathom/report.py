@@ -1,12 +1,14 @@
 """`python -m fathom report --exp E`: runs/<exp>/report.md and its plots, from what the run wrote.
 
-Reads the EnsembleRecord (written by `submit`), the Summary and ensemble/oof.npz (fathom.runs); trains and
-predicts nothing. Plots: per-category AP of the ensemble's held-out OOF scores against the category's
+Reads the EnsembleRecord (written by `submit`), the Summary and ensemble/oof.npz (fathom.runs), the prior's
+submission record when there is one, and optionally a second experiment trained on random folds (its
+in-distribution OOF); trains and predicts nothing. Plots: per-category AP of the ensemble's held-out OOF scores against the category's
 training frequency, and each backbone's OOF MAP@20 per fold next to the ensemble's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,8 +21,10 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 from fathom.atomic import atomic_open, atomic_path  # noqa: E402
 from fathom.data.layout import Dataset  # noqa: E402
 from fathom.ensemble.members import train_labels  # noqa: E402
+from fathom.folds import make_folds  # noqa: E402
 from fathom.predictions import Predictions  # noqa: E402
-from fathom.runs import EnsembleRecord, Experiment, Summary  # noqa: E402
+from fathom.runs import EnsembleRecord, Experiment, SubmissionFiles, SubmissionRecord, Summary, read_record  # noqa: E402
+from fathom.train.run import frequency_prior_map20  # noqa: E402
 
 
 def per_category_ap(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -76,7 +80,28 @@ def plot_oof_scores(per_fold: dict[str, dict[str, float]], ensemble: dict[str, f
     save_figure(fig, path)
 
 
-def write_report(dataset: Dataset, runs: Path, exp: str) -> Path:
+@dataclass(frozen=True)
+class Gap:
+    """MAP@20 from in-distribution validation to the test, for the prior and the ensemble."""
+
+    prior_random: float  # the frequency prior's OOF on random folds
+    prior_folds: float | None  # on the experiment's own folds
+    prior_eval: float | None  # on the demo eval solution (its submission record)
+    random: EnsembleRecord | None  # an experiment trained on random folds, when given
+
+
+def validation_gap(dataset: Dataset, summary: Summary | None, oof_ids, submissions: Path | None,
+                   random_exp: EnsembleRecord | None) -> Gap:
+    random_folds = make_folds(dataset.train, dataset.categories, n_folds=5, seed=42)
+    prior_file = SubmissionFiles(submissions, "prior").record if submissions is not None else None
+    prior = read_record(SubmissionRecord, prior_file) if prior_file is not None and prior_file.is_file() else None
+    return Gap(frequency_prior_map20(dataset, random_folds, oof_ids),
+               summary.oof_map20.get("prior") if summary is not None else None,
+               prior.eval_score["map20"] if prior is not None and prior.eval_score else None, random_exp)
+
+
+def write_report(dataset: Dataset, runs: Path, exp: str, submissions: Path | None = None,
+                 random_exp: str | None = None) -> Path:
     experiment = Experiment(runs, exp)
     record = experiment.ensemble()
     summary = experiment.summary()
@@ -87,13 +112,51 @@ def write_report(dataset: Dataset, runs: Path, exp: str) -> Path:
     scores = record.oof_map20
     plot_ap_vs_frequency(ap, train_count, experiment.report_plot("ap_vs_frequency"))
     plot_oof_scores(scores.per_fold, scores.ensemble_held_out_per_fold, experiment.report_plot("oof_by_backbone"))
+    gap = validation_gap(dataset, summary, oof.ids, submissions,
+                         Experiment(runs, random_exp).ensemble() if random_exp else None)
     path = experiment.report
     with atomic_open(path, "w") as fh:
-        fh.write("\n".join(report_lines(record, summary, ap, len(oof.ids))))
+        fh.write("\n".join(report_lines(record, summary, ap, len(oof.ids), gap)))
     return path
 
 
-def report_lines(record: EnsembleRecord, summary: Summary | None, ap: np.ndarray, n_oof: int) -> list[str]:
+def gap_lines(record: EnsembleRecord, gap: Gap) -> list[str]:
+    random = gap.random
+    rows = [["frequency prior", gap.prior_random, gap.prior_folds, gap.prior_eval],
+            [f"ensemble `{record.exp}`", random.chosen.held_out if random else None, record.chosen.held_out,
+             record.chosen.demo_eval_map20]]
+    return [
+        "## Validation against the test", "",
+        "OOF MAP@20 on random folds (validation frames from the dives the model trained on), on this experiment's "
+        "folds (dive-grouped in the pipeline: unseen dives, as 91% of the real test frames are) and on the demo "
+        "eval solution. The fall from left to right is what random folds hide."
+        + ("" if random else " The ensemble's random-fold column needs an experiment trained on random folds "
+           "(`report --random-folds-exp EXP`)."), "",
+        markdown_table(["", "random folds OOF", "this experiment's folds OOF", "demo eval"], rows), ""]
+
+
+WHY_OFF = {
+    "held_out_categories": "it sees new species in unseen dives, not the deeper water and unknown creatures of "
+                           "the out-of-sample eval frames",
+    "train_vs_test": "it rewards any score that flags the shift every eval frame shares (another camera, new "
+                     "dives), since in-sample eval frames are unlike validation frames too",
+}
+
+
+def osd_verdict(osd) -> str:
+    """On the demo: how far each criterion's estimate of the chosen method lies from its eval sAUC, and why."""
+    chosen = osd.chosen
+    if chosen.demo_eval is None:
+        return ""
+    off = {key: getattr(chosen, key) - chosen.demo_eval for key in WHY_OFF}
+    failed = [f"{key.replace('_', ' ')} by {err:+.2f} ({WHY_OFF[key]})" for key, err in off.items() if abs(err) > 0.1]
+    if not failed:
+        return "On the demo eval solution both estimates of the chosen method are within 0.1 of its eval sAUC."
+    return "On the demo eval solution the chosen method's estimates are off: " + "; ".join(failed) + "."
+
+
+def report_lines(record: EnsembleRecord, summary: Summary | None, ap: np.ndarray, n_oof: int,
+                 gap: Gap | None = None) -> list[str]:
     folds = [str(k) for k in record.folds]
     scores, osd = record.oof_map20, record.osd
     no_tta = scores.no_tta or {}
@@ -116,6 +179,7 @@ def report_lines(record: EnsembleRecord, summary: Summary | None, ap: np.ndarray
         markdown_table(["backbone", *(f"fold {k}" for k in folds), "pooled", "pooled without TTA", "TTA gain"],
                        backbone_rows), "",
         f"Frequency prior on the same images: {fmt(prior)}." if prior is not None else "", "",
+        *(gap_lines(record, gap) if gap is not None else []),
         "## Ensemble", "",
         "Each strategy is tuned on OOF rows only. *held-out*: every fold scored by a recipe tuned on the other "
         "folds (the guard against over-fitting the OOF); *in-sample*: tuned and scored on all rows. The strategy "
@@ -136,7 +200,12 @@ def report_lines(record: EnsembleRecord, summary: Summary | None, ap: np.ndarray
         markdown_table(["method", "held-out categories", "train vs test", "pooled", "demo eval"], osd_rows), "",
         f"Chosen: **{osd.method}**, measured sAUC {fmt(chosen.held_out_categories)} (held-out categories), "
         f"{fmt(chosen.train_vs_test)} (train vs test)"
-        + (f", {fmt(chosen.demo_eval)} on the demo eval solution." if chosen.demo_eval is not None else "."),
+        + (f", {fmt(chosen.demo_eval)} on the demo eval solution." if chosen.demo_eval is not None else ".")
+        + " " + osd_verdict(osd), "",
+        "Feature-based methods (fathom.ensemble.novelty; each fold model against its own training frames): *knn* "
+        "(cosine distance to the 10 nearest training embeddings), *mahalanobis* (class-conditional, Ledoit-Wolf), "
+        "*domain* (a cross-fitted train-vs-test classifier on embeddings and appearance); *_aligned*: reference "
+        "and target each standardised by their own statistics, taking out a shift every target frame shares.",
         "",
         "## Plots", "",
         f"Per-category AP of the held-out ensemble scores ({int(seen.sum())} categories with OOF positives; "

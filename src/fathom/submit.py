@@ -43,16 +43,21 @@ def score_on_solution(dataset: Dataset, prediction: Predictions, osd: np.ndarray
     return score_frames(read_scoring_csv(dataset.root / C.SOLUTION_CSV), table)
 
 
-def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str) -> SubmissionRecord:
-    """Write <out_dir>/<name>.csv, submission.csv and <name>.json; returns the record."""
+def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str, osd: str | None = None
+           ) -> SubmissionRecord:
+    """Write <out_dir>/<name>.csv, submission.csv and <name>.json; returns the record. `osd`: pin the
+    out-of-sample method instead of the label-free choice (an ensembled experiment only)."""
     experiment = Experiment(runs, exp)
     ensemble: EnsembleRecord | None = None
     if experiment.finished_folds():
         from fathom.ensemble.fit import fit_ensemble
 
-        ensemble, predictions = fit_ensemble(dataset, runs, exp)
+        ensemble, predictions = fit_ensemble(dataset, runs, exp, osd=osd)
         members = ensemble.members
     else:
+        if osd is not None:
+            raise DataError(experiment.root, f"--osd {osd}: experiment {exp!r} has no trained folds to choose among",
+                            hint="the prior's osd is its colour novelty")
         members, predictions = equal_blend(dataset, experiment)
     eval_ids = dataset.eval["id"].to_numpy()
     table = make_submission(predictions.ids, predictions.fine, predictions.osd, dataset.categories.ids, order=eval_ids)

@@ -1,4 +1,5 @@
-"""Cheap whole-image colour statistics (mean and std of each RGB channel on a thumbnail)."""
+"""Cheap whole-image statistics: colour (mean and std of each RGB channel on a thumbnail) and the
+appearance vector (colour plus a 16x9 grey thumbnail) the out-of-sample domain classifier reads."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from PIL import Image
 from fathom.data.images import open_rgb
 
 THUMBNAIL = 64
+GREY_THUMBNAIL = (16, 9)  # (width, height): the layout of the water, lamps and seabed, not the animals
+N_COLOUR = 6
 
 
 def colour_stats(path: str) -> np.ndarray:
@@ -35,3 +38,17 @@ def colour_stats_many(paths: Sequence[str], workers: int = 4, cached: bool = Fal
     stats = colour_stats_of_cached if cached else colour_stats
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return np.stack(list(pool.map(stats, paths))) if len(paths) else np.zeros((0, 6), np.float32)
+
+
+def appearance_of_cached(file: str) -> np.ndarray:
+    """[6 + 144] colour statistics and the grey 16x9 thumbnail (0..1) of a cached frame."""
+    image = Image.fromarray(np.load(file))
+    grey = np.asarray(image.convert("L").resize(GREY_THUMBNAIL, Image.BILINEAR), dtype=np.float32).ravel() / 255.0
+    return np.concatenate([colour_stats_of(image), grey])
+
+
+def appearance_many(files: Sequence[str], workers: int = 4) -> np.ndarray:
+    """[N, 150] appearance vectors of image-cache files; the first N_COLOUR columns are colour_stats."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = list(pool.map(appearance_of_cached, files))
+    return np.stack(rows) if rows else np.zeros((0, N_COLOUR + GREY_THUMBNAIL[0] * GREY_THUMBNAIL[1]), np.float32)

@@ -24,11 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from fathom import constants as C
-from fathom.data.features import colour_stats_many
+from fathom.data.features import appearance_many
 from fathom.data.layout import Dataset
+from fathom.errors import DataError
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
 from fathom.ensemble.members import Members, load_members, members_cache, train_labels
-from fathom.ensemble.osd_choice import Evidence, choose_osd, combined, single_scores
+from fathom.ensemble.novelty import FeatureSet
+from fathom.ensemble.osd_choice import Evidence, choose_osd, combined, feature_scores, probability_scores, single_scores
+from fathom.osd import rank_average
 from fathom.metric import map_at_k_from_probs, read_scoring_csv, scaled_auc, tokens
 from fathom.predictions import Predictions
 from fathom.provenance import git_commit
@@ -89,37 +92,47 @@ def solution_labels(dataset: Dataset, ids: np.ndarray) -> tuple[np.ndarray, np.n
     return fine, solution["osd"].to_numpy(float)
 
 
-def colour_features(dataset: Dataset, members: Members) -> dict[str, np.ndarray]:
-    """id -> colour statistics of every train and eval frame, read from the experiment's image cache."""
+def appearance_features(dataset: Dataset, members: Members) -> dict[str, np.ndarray]:
+    """id -> appearance (colour statistics and grey thumbnail) of every train and eval frame, read from the
+    experiment's image cache."""
     ids = np.concatenate([dataset.train["id"], dataset.eval["id"]]).astype(str)
     paths = list(dataset.train["path"]) + list(dataset.eval["path"])
     files = members_cache(members).build(paths)
-    return dict(zip(ids, colour_stats_many([str(f) for f in files], cached=True)))
+    return dict(zip(ids, appearance_many([str(f) for f in files])))
 
 
-def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, colour: dict[str, np.ndarray]):
-    """The two label-free osd measurements (see osd_choice), fold by fold."""
+def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, appearance: dict[str, np.ndarray]):
+    """The two label-free osd measurements (see osd_choice), fold by fold, and each fold's evidence on the
+    eval images (its feature-based scores are averaged over folds for the submission)."""
     train_ids = dataset.train["id"].to_numpy().astype(str)
     labels = members.targets(dataset)
-    eval_colour = np.stack([colour[i] for i in members.eval_ids])
-    held_out, shift, unseen_images = [], [], 0
+    eval_appearance = np.stack([appearance[i] for i in members.eval_ids])
+    held_out, shift, tests, unseen_images = [], [], [], 0
     for position, fold in enumerate(members.folds):
         rows = members.fold_of == fold
         valid_ids = members.oof_ids[rows]
-        train_part = np.setdiff1d(train_ids, valid_ids)
-        seen = train_labels(dataset, train_part).sum(0) > 0
-        reference = np.stack([colour[i] for i in train_part])
+        embedded = None if members.embeddings is None else [m[position] for m in members.embeddings]
+        train_part = embedded[0].train_ids if embedded else np.setdiff1d(train_ids, valid_ids)
+        train_part_labels = train_labels(dataset, train_part)
+        seen = train_part_labels.sum(0) > 0
+        reference = np.stack([appearance[i] for i in train_part])
+        features = {split: None if not embedded else
+                    [FeatureSet(e.train, train_part_labels, getattr(e, split)) for e in embedded]
+                    for split in ("valid", "test")}
         valid = Evidence(blend(members.oof_fine[:, rows], weights), blend(members.oof_super[:, rows], weights),
-                         members.oof_fine[:, rows], np.stack([colour[i] for i in valid_ids]), reference,
-                         None if members.oof_tiles is None else blend(members.oof_tiles[:, rows], weights))
+                         members.oof_fine[:, rows], np.stack([appearance[i] for i in valid_ids]), reference,
+                         None if members.oof_tiles is None else blend(members.oof_tiles[:, rows], weights),
+                         features["valid"])
         is_new = (labels[rows][:, ~seen] > 0).any(1).astype(float)
         unseen_images += int(is_new.sum())
         held_out.append((single_scores(valid), is_new))
         test = Evidence(blend(members.test_fine[:, position], weights), blend(members.test_super[:, position], weights),
-                        members.test_fine[:, position], eval_colour, reference,
-                        None if members.test_tiles is None else blend(members.test_tiles[:, position], weights))
-        shift.append((single_scores(valid.join(test)), np.r_[np.zeros(rows.sum()), np.ones(len(eval_colour))]))
-    return held_out, shift, unseen_images
+                        members.test_fine[:, position], eval_appearance, reference,
+                        None if members.test_tiles is None else blend(members.test_tiles[:, position], weights),
+                        features["test"])
+        tests.append(test)
+        shift.append((single_scores(valid.join(test)), np.r_[np.zeros(rows.sum()), np.ones(len(eval_appearance))]))
+    return held_out, shift, tests, unseen_images
 
 
 def compare_strategies(members: Members, targets: np.ndarray, parent: np.ndarray, exp: str,
@@ -159,17 +172,22 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
     pooled = {name: map_at_k_from_probs(members.oof_fine[m], targets) for m, name in enumerate(members.names)}
     table, held_out_scores, chosen = compare_strategies(members, targets, parent, exp, strategies)
     recipe = table[chosen]["recipe"]
-    colour = colour_features(dataset, members)
-    held_out, shift, unseen_images = osd_tasks(dataset, members, recipe.weights, colour)
+    appearance = appearance_features(dataset, members)
+    held_out, shift, tests, unseen_images = osd_tasks(dataset, members, recipe.weights, appearance)
     osd_method, osd_table, osd_weights = choose_osd(held_out, shift)
+    if osd is not None and osd not in osd_table:
+        raise DataError(Experiment(runs, exp).root, f"unknown osd method {osd!r}",
+                        hint=f"one of {', '.join(sorted(osd_table, key=lambda n: ('+' in n, n)))}")
     osd_method = osd or osd_method
 
     test_fine, test_super = members.test_mean()
     final = Evidence(blend(test_fine, recipe.weights), blend(test_super, recipe.weights), test_fine,
-                     np.stack([colour[i] for i in members.eval_ids]),
-                     np.stack([colour[i] for i in dataset.train["id"].astype(str)]),
+                     np.stack([appearance[i] for i in members.eval_ids]),
+                     np.stack([appearance[i] for i in dataset.train["id"].astype(str)]),
                      None if members.test_tiles is None else blend(members.test_tiles.mean(1), recipe.weights))
-    test_scores = single_scores(final)
+    fold_scores = [feature_scores(test) for test in tests]  # each fold model against its own training frames
+    test_scores = {**probability_scores(final),
+                   **{name: rank_average([scores[name] for scores in fold_scores]) for name in fold_scores[0]}}
     prediction = Predictions(members.eval_ids, recipe.apply(test_fine, test_super, parent), final.sup,
                              {"osd": combined(test_scores, osd_method)})
     solution = solution_labels(dataset, members.eval_ids)  # the demo: reported, never used to choose

@@ -40,6 +40,7 @@ class Members:
     fold_dirs: dict[str, list[FoldDir]]
     oof_tiles: np.ndarray | None = None  # [M, N] tile evidence, when every member's files carry it
     test_tiles: np.ndarray | None = None  # [M, F, E]
+    embeddings: list[list[FoldEmbeddings]] | None = None  # [M][F], when every fold wrote them (train.npz)
 
     def test_mean(self) -> tuple[np.ndarray, np.ndarray]:
         """[M, E, *] eval probabilities averaged over folds."""
@@ -48,6 +49,29 @@ class Members:
     def targets(self, dataset: Dataset) -> np.ndarray:
         """[N, 290] multi-hot labels of the OOF rows."""
         return train_labels(dataset, self.oof_ids)
+
+
+@dataclass(frozen=True)
+class FoldEmbeddings:
+    """One fold model's pooled features of its training frames, its validation rows (in OOF order) and
+    the eval images, from the training run's own files (one view, the same for all three)."""
+
+    train_ids: np.ndarray
+    train: np.ndarray  # [R, D]
+    valid: np.ndarray  # [N_k, D]
+    test: np.ndarray  # [E, D]
+
+
+def fold_embeddings(fold_dir: FoldDir, valid_ids: np.ndarray, eval_ids: np.ndarray) -> FoldEmbeddings | None:
+    """The fold's embeddings, or None when its files carry none (a fold trained before they existed)."""
+    if not fold_dir.predictions("train").is_file():
+        return None
+    files = {split: Predictions.load(fold_dir.predictions(split)) for split in ("train", "oof", "test")}
+    if not all("embedding" in p.extras for p in files.values()):
+        return None
+    return FoldEmbeddings(files["train"].ids, files["train"].extras["embedding"].astype(np.float32),
+                          aligned(fold_dir.predictions("oof"), valid_ids).extras["embedding"].astype(np.float32),
+                          aligned(fold_dir.predictions("test"), eval_ids).extras["embedding"].astype(np.float32))
 
 
 def train_labels(dataset: Dataset, ids: np.ndarray) -> np.ndarray:
@@ -93,6 +117,12 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
         oof_ids.append(ids)
         fold_of.append(np.full(len(ids), fold))
     tiled = all("tile_evidence" in p.extras for n in names for p in oof[n] + test[n])
+    embeddings = [[fold_embeddings(dirs[n][position], oof[n][position].ids, eval_ids)
+                   for position in range(len(common))] for n in names]
+    if not all(e is not None for per_member in embeddings for e in per_member):
+        log.warning("%s: some folds carry no embeddings (trained before they were written): the feature-based "
+                    "out-of-sample scores are left out; retrain to get them", exp)
+        embeddings = None
     return Members(
         names=names, folds=common, tta=use_tta, oof_ids=np.concatenate(oof_ids), fold_of=np.concatenate(fold_of),
         oof_fine=np.stack([np.vstack([p.fine for p in oof[n]]) for n in names]),
@@ -103,7 +133,8 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
         fold_dirs=dirs,
         oof_tiles=(np.stack([np.concatenate([p.extras["tile_evidence"] for p in oof[n]]) for n in names])
                    if tiled else None),
-        test_tiles=np.stack([np.stack([p.extras["tile_evidence"] for p in test[n]]) for n in names]) if tiled else None)
+        test_tiles=np.stack([np.stack([p.extras["tile_evidence"] for p in test[n]]) for n in names]) if tiled else None,
+        embeddings=embeddings)
 
 
 def aligned(path: Path, ids: np.ndarray | None) -> Predictions:

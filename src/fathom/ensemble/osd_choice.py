@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fathom.data.features import N_COLOUR
+from fathom.ensemble.novelty import FeatureSet, class_mahalanobis, domain_probability, knn_distance
 from fathom.metric import scaled_auc
 from fathom.models.prior import colour_novelty
 from fathom.osd import SINGLE_MODEL, disagreement, rank_average
@@ -42,27 +44,52 @@ class Evidence:
     fine: np.ndarray  # [N, 290] blended probabilities
     sup: np.ndarray  # [N, 20]
     member_fine: np.ndarray  # [M, N, 290] each member's probabilities
-    colour: np.ndarray  # [N, 6] colour statistics of the frames
-    colour_reference: np.ndarray  # [R, 6] the training frames' colour statistics
+    appearance: np.ndarray  # [N, 150] appearance of the frames (fathom.data.features: colour first)
+    appearance_reference: np.ndarray  # [R, 150] the training frames' appearance
     tiles: np.ndarray | None = None  # [N] tile evidence of tiled members (fathom.data.tiles.tile_evidence), blended
+    features: list[FeatureSet] | None = None  # per member: one fold model's embeddings of its training frames
+    # and of these rows (None: probabilities only, e.g. the fold-averaged eval probabilities)
 
     def join(self, other: "Evidence") -> "Evidence":
-        """Rows of both (the colour reference of `self`)."""
+        """Rows of both (the references of `self`)."""
         tiles = None if self.tiles is None or other.tiles is None else np.concatenate([self.tiles, other.tiles])
+        features = (None if self.features is None or other.features is None
+                    else [a.join(b) for a, b in zip(self.features, other.features)])
         return Evidence(np.vstack([self.fine, other.fine]), np.vstack([self.sup, other.sup]),
                         np.concatenate([self.member_fine, other.member_fine], axis=1),
-                        np.vstack([self.colour, other.colour]), self.colour_reference, tiles)
+                        np.vstack([self.appearance, other.appearance]), self.appearance_reference, tiles, features)
+
+
+def probability_scores(evidence: Evidence) -> dict[str, np.ndarray]:
+    """The methods that read predicted probabilities and colour (higher = more likely out-of-sample)."""
+    scores = {name: method(evidence.fine, evidence.sup) for name, method in SINGLE_MODEL.items()}
+    if len(evidence.member_fine) >= 2:
+        scores["disagreement"] = disagreement(evidence.member_fine)
+    scores["colour"] = colour_novelty(evidence.appearance_reference[:, :N_COLOUR], evidence.appearance[:, :N_COLOUR])
+    if evidence.tiles is not None:
+        scores["tiles"] = evidence.tiles
+    return scores
+
+
+def feature_scores(evidence: Evidence) -> dict[str, np.ndarray]:
+    """The feature-based methods (fathom.ensemble.novelty), each the rank average over the members; empty
+    without embeddings."""
+    if not evidence.features:
+        return {}
+    per_member = {
+        "knn": lambda f: knn_distance(f.reference, f.target),
+        "knn_aligned": lambda f: knn_distance(f.reference, f.target, aligned=True),
+        "mahalanobis": lambda f: class_mahalanobis(f.reference, f.reference_labels, f.target),
+        "mahalanobis_aligned": lambda f: class_mahalanobis(f.reference, f.reference_labels, f.target, aligned=True),
+        "domain": lambda f: domain_probability(f.reference, f.target, evidence.appearance_reference,
+                                               evidence.appearance),
+    }
+    return {name: rank_average([score(f) for f in evidence.features]) for name, score in per_member.items()}
 
 
 def single_scores(evidence: Evidence) -> dict[str, np.ndarray]:
     """Every single method's score (higher = more likely out-of-sample)."""
-    scores = {name: method(evidence.fine, evidence.sup) for name, method in SINGLE_MODEL.items()}
-    if len(evidence.member_fine) >= 2:
-        scores["disagreement"] = disagreement(evidence.member_fine)
-    scores["colour"] = colour_novelty(evidence.colour_reference, evidence.colour)
-    if evidence.tiles is not None:
-        scores["tiles"] = evidence.tiles
-    return scores
+    return {**probability_scores(evidence), **feature_scores(evidence)}
 
 
 def combined(scores: dict[str, np.ndarray], name: str) -> np.ndarray:
