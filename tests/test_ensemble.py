@@ -153,3 +153,19 @@ def test_osd_measurements_are_weighted_by_their_sample_sizes():
     two_folds = many + many  # the mean over two folds halves the variance
     assert sauc_variance(two_folds) == pytest.approx(sauc_variance(many) / 2)
     assert criterion_weights([], many) == {"held_out_categories": 0.0, "train_vs_test": 1.0}
+
+
+def test_train_vs_test_is_left_out_when_the_whole_eval_set_is_shifted():
+    """If validation and eval frames are told apart better than an out-of-sample share of at most a half
+    allows, in-sample eval frames are unlike validation frames and train vs test only measures the shift."""
+    from fathom.ensemble.novelty import separability
+    from fathom.ensemble.osd_choice import MAX_OOS_SHARE, criterion_weights
+
+    rng = np.random.default_rng(0)
+    valid = rng.normal(size=(200, 6))
+    same = separability(valid, rng.normal(size=(150, 6)))
+    shifted = separability(valid, rng.normal(size=(150, 6)) + 1.5)  # another camera: every eval frame moves
+    assert abs(same) < 0.2 < MAX_OOS_SHARE < shifted
+    few, many = [({}, np.r_[np.ones(10), np.zeros(300)])], [({}, np.r_[np.ones(400), np.zeros(300)])]
+    assert criterion_weights(few, many, same)["train_vs_test"] > 0.9
+    assert criterion_weights(few, many, shifted) == {"held_out_categories": 1.0, "train_vs_test": 0.0}

@@ -21,6 +21,7 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 from fathom.atomic import atomic_open, atomic_path  # noqa: E402
 from fathom.data.layout import Dataset  # noqa: E402
 from fathom.ensemble.members import train_labels  # noqa: E402
+from fathom.ensemble.osd_choice import MAX_OOS_SHARE  # noqa: E402
 from fathom.folds import make_folds  # noqa: E402
 from fathom.predictions import Predictions  # noqa: E402
 from fathom.runs import EnsembleRecord, Experiment, SubmissionFiles, SubmissionRecord, Summary, read_record  # noqa: E402
@@ -143,6 +144,16 @@ WHY_OFF = {
 }
 
 
+def shift_line(osd) -> str:
+    if osd.shift_sauc is None:
+        return ""
+    shifted = osd.shift_sauc > MAX_OOS_SHARE
+    return (f" A cross-fitted classifier tells validation from eval frames by their appearance with sAUC "
+            f"{osd.shift_sauc:.2f}" + (f" (> {MAX_OOS_SHARE}): the whole eval set is shifted, in-sample frames "
+                                       "included, so train vs test measures the shift and is left out."
+                                       if shifted else f" (<= {MAX_OOS_SHARE}): train vs test is used."))
+
+
 def osd_verdict(osd) -> str:
     """On the demo: how far each criterion's estimate of the chosen method lies from its eval sAUC, and why."""
     chosen = osd.chosen
@@ -196,7 +207,8 @@ def report_lines(record: EnsembleRecord, summary: Summary | None, ap: np.ndarray
         f"training part never shows ({osd.unseen_category_images} images) against the rest; *train vs test* = "
         "eval images against validation images (diluted by the in-sample share of the test set). Chosen by their "
         "mean weighted by the inverse of each one's sampling variance (weights: "
-        + ", ".join(f"{k.replace('_', ' ')} {w:.2f}" for k, w in osd.weights.items()) + ").", "",
+        + ", ".join(f"{k.replace('_', ' ')} {w:.2f}" for k, w in osd.weights.items()) + ")."
+        + shift_line(osd), "",
         markdown_table(["method", "held-out categories", "train vs test", "pooled", "demo eval"], osd_rows), "",
         f"Chosen: **{osd.method}**, measured sAUC {fmt(chosen.held_out_categories)} (held-out categories), "
         f"{fmt(chosen.train_vs_test)} (train vs test)"

@@ -89,6 +89,7 @@ class OsdChoice:
     sauc: dict[str, OsdScore]
     weights: dict[str, float]  # each criterion's share of the pooled sAUC
     unseen_category_images: int
+    shift_sauc: Optional[float] = None  # how well validation and eval frames are told apart by appearance
 
     @property
     def chosen(self) -> OsdScore:

@@ -29,7 +29,7 @@ from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
 from fathom.ensemble.members import Members, load_members, members_cache, train_labels
-from fathom.ensemble.novelty import FeatureSet
+from fathom.ensemble.novelty import FeatureSet, separability
 from fathom.ensemble.osd_choice import Evidence, choose_osd, combined, feature_scores, probability_scores, single_scores
 from fathom.osd import rank_average
 from fathom.metric import map_at_k_from_probs, read_scoring_csv, scaled_auc, tokens
@@ -107,7 +107,7 @@ def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, appearanc
     train_ids = dataset.train["id"].to_numpy().astype(str)
     labels = members.targets(dataset)
     eval_appearance = np.stack([appearance[i] for i in members.eval_ids])
-    held_out, shift, tests, unseen_images = [], [], [], 0
+    held_out, shift, tests, unseen_images, separable = [], [], [], 0, []
     for position, fold in enumerate(members.folds):
         rows = members.fold_of == fold
         valid_ids = members.oof_ids[rows]
@@ -131,8 +131,9 @@ def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, appearanc
                         None if members.test_tiles is None else blend(members.test_tiles[:, position], weights),
                         features["test"])
         tests.append(test)
+        separable.append(separability(valid.appearance, eval_appearance))
         shift.append((single_scores(valid.join(test)), np.r_[np.zeros(rows.sum()), np.ones(len(eval_appearance))]))
-    return held_out, shift, tests, unseen_images
+    return held_out, shift, tests, unseen_images, float(np.nanmean(separable)) if separable else None
 
 
 def compare_strategies(members: Members, targets: np.ndarray, parent: np.ndarray, exp: str,
@@ -173,8 +174,8 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
     table, held_out_scores, chosen = compare_strategies(members, targets, parent, exp, strategies)
     recipe = table[chosen]["recipe"]
     appearance = appearance_features(dataset, members)
-    held_out, shift, tests, unseen_images = osd_tasks(dataset, members, recipe.weights, appearance)
-    osd_method, osd_table, osd_weights = choose_osd(held_out, shift)
+    held_out, shift, tests, unseen_images, shift_sauc = osd_tasks(dataset, members, recipe.weights, appearance)
+    osd_method, osd_table, osd_weights = choose_osd(held_out, shift, shift_sauc)
     if osd is not None and osd not in osd_table:
         raise DataError(Experiment(runs, exp).root, f"unknown osd method {osd!r}",
                         hint=f"one of {', '.join(sorted(osd_table, key=lambda n: ('+' in n, n)))}")
@@ -208,7 +209,8 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
                                      dict(zip(members.names, map(float, row["recipe"].weights))), row["recipe"].b,
                                      strategy_eval.get(s)) for s, row in table.items()},
         osd=OsdChoice(osd_method, {name: OsdScore(**scores, demo_eval=osd_eval.get(name))
-                                   for name, scores in osd_table.items()}, osd_weights, unseen_images))
+                                   for name, scores in osd_table.items()}, osd_weights, unseen_images,
+                          shift_sauc))
     if not write:
         return record, prediction
     experiment = Experiment(runs, exp)

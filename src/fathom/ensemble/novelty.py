@@ -106,3 +106,18 @@ def domain_probability(reference: np.ndarray, target: np.ndarray, appearance_ref
     proba = cross_val_predict(model, x, y, cv=StratifiedKFold(splits, shuffle=True, random_state=seed),
                               method="decision_function")
     return proba[len(reference):]
+
+
+def separability(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
+    """sAUC with which a cross-fitted logistic regression tells the rows of `b` from those of `a` (0: not at
+    all, 1: perfectly); NaN when either set is too small to cross-fit."""
+    from fathom.metric import scaled_auc
+
+    splits = min(DOMAIN_FOLDS, len(a), len(b))
+    if splits < 2:
+        return float("nan")
+    x, y = np.vstack([a, b]).astype(np.float64), np.r_[np.zeros(len(a)), np.ones(len(b))]
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=DOMAIN_C, max_iter=2000))
+    score = cross_val_predict(model, x, y, cv=StratifiedKFold(splits, shuffle=True, random_state=seed),
+                              method="decision_function")
+    return scaled_auc(y, score)

@@ -35,6 +35,12 @@ from fathom.models.prior import colour_novelty
 from fathom.osd import SINGLE_MODEL, disagreement, rank_average
 
 CRITERIA = ("held_out_categories", "train_vs_test")
+# train_vs_test assumes in-sample test frames look like validation frames. Then no score can tell the eval
+# set from validation better than its out-of-sample share lets it (sAUC <= that share); assuming at most
+# half of the test is out of sample, a cross-fitted classifier that separates validation from eval frames on
+# their appearance with sAUC above this has found a shift all eval frames share, and train_vs_test would
+# reward flagging it: the criterion is left out of the choice.
+MAX_OOS_SHARE = 0.5
 
 
 @dataclass
@@ -120,20 +126,24 @@ def sauc_variance(tasks: list[tuple[dict, np.ndarray]]) -> float:
     return float(np.sum(per_task) / len(per_task) ** 2)
 
 
-def criterion_weights(held_out: list, shift: list) -> dict[str, float]:
-    """Each measurement's share of the pooled sAUC: inverse variance, normalised to sum 1."""
+def criterion_weights(held_out: list, shift: list, shift_sauc: float | None = None) -> dict[str, float]:
+    """Each measurement's share of the pooled sAUC: inverse variance, normalised to sum 1; train_vs_test gets
+    none when validation and eval frames are separable beyond MAX_OOS_SHARE (`shift_sauc`)."""
     precision = {"held_out_categories": 1 / sauc_variance(held_out), "train_vs_test": 1 / sauc_variance(shift)}
+    if shift_sauc is not None and shift_sauc > MAX_OOS_SHARE:
+        precision["train_vs_test"] = 0.0
     total = sum(precision.values())
     return {k: v / total if total else 0.0 for k, v in precision.items()}
 
 
-def choose_osd(held_out: list[tuple[dict, np.ndarray]], shift: list[tuple[dict, np.ndarray]]
-               ) -> tuple[str, dict, dict[str, float]]:
+def choose_osd(held_out: list[tuple[dict, np.ndarray]], shift: list[tuple[dict, np.ndarray]],
+               shift_sauc: float | None = None) -> tuple[str, dict, dict[str, float]]:
     """(chosen method, {method: {criterion: sAUC, 'pooled': ...}}, criterion weights) over the singles
-    and their pairs. Ties go to the earlier candidate (singles before pairs)."""
+    and their pairs. Ties go to the earlier candidate (singles before pairs). `shift_sauc`: how separable
+    validation and eval frames are (see MAX_OOS_SHARE)."""
     singles = list(held_out[0][0]) if held_out else list(shift[0][0])
     names = singles + [f"{a}+{b}" for a, b in itertools.combinations(singles, 2)]
-    weights = criterion_weights(held_out, shift)
+    weights = criterion_weights(held_out, shift, shift_sauc)
     table = {name: measure(name, held_out, shift, weights) for name in names}
     chosen = max(names, key=lambda n: (np.nan_to_num(table[n]["pooled"], nan=-np.inf), -names.index(n)))
     return chosen, table, weights
