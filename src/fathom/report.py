@@ -210,7 +210,10 @@ def report_lines(record: EnsembleRecord, summary: Summary | None, ap: np.ndarray
         + ", ".join(f"{k.replace('_', ' ')} {w:.2f}" for k, w in osd.weights.items()) + ")."
         + shift_line(osd), "",
         markdown_table(["method", "held-out categories", "train vs test", "pooled", "demo eval"], osd_rows), "",
-        f"Chosen: **{osd.method}**, measured sAUC {fmt(chosen.held_out_categories)} (held-out categories), "
+        (f"The held-out-categories estimates have a standard error of about ±{osd.held_out_se:.2f} "
+         f"({osd.unseen_category_images} images): differences between methods smaller than that are noise. "
+         if osd.held_out_se is not None and np.isfinite(osd.held_out_se) else "")
+        + f"Chosen: **{osd.method}**, measured sAUC {fmt(chosen.held_out_categories)} (held-out categories), "
         f"{fmt(chosen.train_vs_test)} (train vs test)"
         + (f", {fmt(chosen.demo_eval)} on the demo eval solution." if chosen.demo_eval is not None else ".")
         + " " + osd_verdict(osd), "",

@@ -90,6 +90,7 @@ class OsdChoice:
     weights: dict[str, float]  # each criterion's share of the pooled sAUC
     unseen_category_images: int
     shift_sauc: Optional[float] = None  # how well validation and eval frames are told apart by appearance
+    held_out_se: Optional[float] = None  # standard error of a held-out-categories sAUC under no separation
 
     @property
     def chosen(self) -> OsdScore:

@@ -47,10 +47,12 @@ class Dive:
         return f"{self.platform}/{self.number:04d}"
 
     def frame_depth(self, rng: np.random.Generator) -> float:
+        """A frame's depth: near the dive's; a train-era dive never goes below train's depth range."""
         depth = float(np.clip(self.depth + rng.normal(0, DIVE_DEPTH_SPREAD), 0.0, 1.0))
-        return min(depth, TRAIN_MAX_DEPTH) if not self.new_camera and self.depth <= TRAIN_MAX_DEPTH else depth
+        return depth if self.new_camera else min(depth, TRAIN_MAX_DEPTH)
 
     def date(self, rng: np.random.Generator) -> str:
+        """date_captured of one of its frames: a day in the dive's year (the year is what tells eras apart)."""
         day = int(rng.integers(1, 29))
         month = int(rng.integers(1, 13))
         return f"{self.year}-{month:02d}-{day:02d} {int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}:00"

@@ -30,9 +30,10 @@ from fathom.errors import DataError
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
 from fathom.ensemble.members import Members, load_members, members_cache, train_labels
 from fathom.ensemble.novelty import FeatureSet, separability
-from fathom.ensemble.osd_choice import Evidence, choose_osd, combined, feature_scores, probability_scores, single_scores
-from fathom.osd import rank_average
+from fathom.ensemble.osd_choice import (Evidence, choose_osd, combined, feature_scores, probability_scores,
+                                        sauc_variance, single_scores)
 from fathom.metric import map_at_k_from_probs, read_scoring_csv, scaled_auc, tokens
+from fathom.osd import rank_average
 from fathom.predictions import Predictions
 from fathom.provenance import git_commit
 from fathom.runs import EnsembleRecord, Experiment, OofScores, OsdChoice, OsdScore, StrategyScore, write_record
@@ -210,7 +211,7 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
                                      strategy_eval.get(s)) for s, row in table.items()},
         osd=OsdChoice(osd_method, {name: OsdScore(**scores, demo_eval=osd_eval.get(name))
                                    for name, scores in osd_table.items()}, osd_weights, unseen_images,
-                          shift_sauc))
+                          shift_sauc, float(np.sqrt(sauc_variance(held_out)))))
     if not write:
         return record, prediction
     experiment = Experiment(runs, exp)

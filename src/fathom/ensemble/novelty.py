@@ -31,6 +31,8 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fathom.metric import scaled_auc
+
 K_NEIGHBOURS = 10
 PCA_DIMS = 32
 MIN_CLASS_FRAMES = 3
@@ -111,8 +113,6 @@ def domain_probability(reference: np.ndarray, target: np.ndarray, appearance_ref
 def separability(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
     """sAUC with which a cross-fitted logistic regression tells the rows of `b` from those of `a` (0: not at
     all, 1: perfectly); NaN when either set is too small to cross-fit."""
-    from fathom.metric import scaled_auc
-
     splits = min(DOMAIN_FOLDS, len(a), len(b))
     if splits < 2:
         return float("nan")
