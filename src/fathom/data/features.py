@@ -37,7 +37,7 @@ def colour_stats_many(paths: Sequence[str], workers: int = 4, cached: bool = Fal
     outside the GIL, so threads overlap."""
     stats = colour_stats_of_cached if cached else colour_stats
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.stack(list(pool.map(stats, paths))) if len(paths) else np.zeros((0, 6), np.float32)
+        return np.stack(list(pool.map(stats, paths))) if len(paths) else np.zeros((0, N_COLOUR), np.float32)
 
 
 def appearance_of_cached(file: str) -> np.ndarray:

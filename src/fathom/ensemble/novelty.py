@@ -91,6 +91,18 @@ def class_mahalanobis(reference: np.ndarray, labels: np.ndarray, target: np.ndar
     return np.sqrt(np.einsum("tcd,de,tce->tc", diff, precision, diff).min(1))
 
 
+def cross_fitted_logits(a: np.ndarray, b: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """Log-odds of "a row of `b`" for every row of [a; b], each from a logistic regression fitted without
+    it (scikit-learn's cross_val_predict); None when either set is too small to cross-fit."""
+    splits = min(DOMAIN_FOLDS, len(a), len(b))
+    if splits < 2:
+        return None
+    x, y = np.vstack([a, b]).astype(np.float64), np.r_[np.zeros(len(a)), np.ones(len(b))]
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=DOMAIN_C, max_iter=2000))
+    return cross_val_predict(model, x, y, cv=StratifiedKFold(splits, shuffle=True, random_state=seed),
+                             method="decision_function")
+
+
 def domain_probability(reference: np.ndarray, target: np.ndarray, appearance_reference: np.ndarray | None,
                        appearance_target: np.ndarray | None, seed: int = 0) -> np.ndarray:
     """Cross-fitted P(target | x) of every target frame (log-odds, so ties at 1.0 do not hide the order)."""
@@ -99,25 +111,12 @@ def domain_probability(reference: np.ndarray, target: np.ndarray, appearance_ref
     parts = [pca.transform(standardised(reference)), pca.transform(standardised(target, reference))]
     if appearance_reference is not None:
         parts = [np.hstack([parts[0], appearance_reference]), np.hstack([parts[1], appearance_target])]
-    x = np.vstack(parts)
-    y = np.r_[np.zeros(len(reference)), np.ones(len(target))]
-    splits = min(DOMAIN_FOLDS, len(reference), len(target))
-    if splits < 2:
-        return np.zeros(len(target))
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=DOMAIN_C, max_iter=2000))
-    proba = cross_val_predict(model, x, y, cv=StratifiedKFold(splits, shuffle=True, random_state=seed),
-                              method="decision_function")
-    return proba[len(reference):]
+    logits = cross_fitted_logits(*parts, seed=seed)
+    return np.zeros(len(target)) if logits is None else logits[len(reference):]
 
 
 def separability(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
     """sAUC with which a cross-fitted logistic regression tells the rows of `b` from those of `a` (0: not at
     all, 1: perfectly); NaN when either set is too small to cross-fit."""
-    splits = min(DOMAIN_FOLDS, len(a), len(b))
-    if splits < 2:
-        return float("nan")
-    x, y = np.vstack([a, b]).astype(np.float64), np.r_[np.zeros(len(a)), np.ones(len(b))]
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=DOMAIN_C, max_iter=2000))
-    score = cross_val_predict(model, x, y, cv=StratifiedKFold(splits, shuffle=True, random_state=seed),
-                              method="decision_function")
-    return scaled_auc(y, score)
+    logits = cross_fitted_logits(a, b, seed)
+    return float("nan") if logits is None else scaled_auc(np.r_[np.zeros(len(a)), np.ones(len(b))], logits)
