@@ -41,8 +41,8 @@ pipeline() {  # DATA_DIR FOLDS_CSV CONFIG [--images DIR]
   "$PY" -m fathom train --data "$data" --folds "$folds" --config "$config" "$@"
   "$PY" -m fathom predict --data "$data" --exp "$exp" "$@"            # TTA: OOF and eval, every fold
   "$PY" -m fathom submit --data "$data" --exp "$exp" --name "$exp" "$@"   # tuned ensemble; also submission.csv
-  "$PY" -m fathom report --data "$data" --exp "$exp"                  # runs/<exp>/report.md
   "$PY" -m fathom validate-submission submissions/submission.csv --data "$data"
+  "$PY" -m fathom report --data "$data" --exp "$exp"    # runs/<exp>/report.md; closing lines: gains over the prior
 }
 
 setup

@@ -22,7 +22,7 @@ from fathom.train.run import build_cache
 pytestmark = pytest.mark.slow  # trains, spawns processes or benchmarks: the full suite only
 
 OVERRIDES = ["backbones=[resnet18]", "image_size=32", "folds=[0]", "epochs=2", "limit=40", "batch_size=8",
-             "workers=0", "amp=fp32", "lr=0.001"]
+             "workers=0", "amp=fp32", "infer_amp=train", "lr=0.001"]  # the demo's crops and tiles, in fp32
 
 
 def test_two_processes_train_one_model_and_rank_zero_writes(demo_dir, tmp_path):
@@ -50,7 +50,9 @@ def test_two_processes_train_one_model_and_rank_zero_writes(demo_dir, tmp_path):
     folds = read_folds(folds_csv, dataset.train["id"])
     cfg = cfg.for_backbone("resnet18")
     data = fold_data(cfg, dataset, build_cache(cfg, dataset), folds, 0, tmp_path / "runs")
-    parts = build_fold(cfg, data, "resnet18", 0, sampling_for(cfg), None, dataset.categories.parent, Distributed())
+    sampling = sampling_for(cfg)
+    parts = build_fold(cfg, data, "resnet18", 0, sampling, sampling.boxes(dataset), dataset.categories.parent,
+                       Distributed())
     parts.predictor.model.load_state_dict(load_checkpoint(fold / "best.pt")["model"])
     single = parts.predictor.frames("valid", data.files["valid"], parts.transforms["eval"])
     oof = Predictions.load(fold / "oof.npz")

@@ -19,7 +19,7 @@ from fathom.report import write_report
 from fathom.submission import validate_submission_file
 from fathom.submit import submit
 from fathom.predictor import predict
-from fathom.runs import Experiment, FoldDir, SubmissionRecord, read_record
+from fathom.runs import Experiment, FoldDir, SubmissionRecord, read_record, write_record
 from fathom.atomic import without_nan
 from fathom.train.precision import Precision
 from fathom.train.run import train
@@ -192,3 +192,14 @@ def test_cli_predict_submit_report_print_the_choice(trained, tmp_path, capsys):
     assert "held out (best single" in out and "osd = " in out
     assert "demo eval score" in out and (tmp_path / "subs" / "submission.csv").is_file()
     assert f"wrote {runs / 'tiny' / 'report.md'}" in out
+    # the closing lines: every backbone and the ensemble against the prior, held out and on the demo eval
+    prior = {"map20": 0.2, "sauc": 0.0, "score": 0.1}
+    write_record(SubmissionRecord("prior", "prior", "x", 1, [], None, prior), tmp_path / "subs" / "prior.json")
+    assert main(["report", *common, "--out", str(tmp_path / "subs")]) == 0
+    closing = capsys.readouterr().out.strip().splitlines()[-4:]
+    assert sorted(line.split(":")[0] for line in closing[:2]) == ["tiny/resnet10t", "tiny/resnet18"]
+    assert all("held-out OOF MAP@20" in line and "against the frequency prior's" in line for line in closing[:3])
+    ours = json.loads((tmp_path / "subs" / "tiny.json").read_text())["eval_score"]
+    assert closing[3] == (f"tiny ensemble: demo eval score {ours['score']:.4f} (MAP@20 {ours['map20']:.4f}, sAUC "
+                          f"{ours['sauc']:.4f}) against the frequency prior's 0.1000 (MAP@20 0.2000, sAUC 0.0000) "
+                          f"({ours['score'] - 0.1:+.4f})")

@@ -34,6 +34,28 @@ def tiny_config(tmp_path, **changes) -> TrainConfig:
     return dataclasses.replace(cfg, **changes)
 
 
+def test_validation_runs_every_val_every_epochs_and_after_the_last_under_the_inference_precision(
+        tiny, tmp_path, monkeypatch):
+    dataset, folds = tiny
+    decided = []
+    original = fold_module.Precision.for_prediction
+
+    def spy(amp, infer_amp, device):
+        decided.append(original(amp, infer_amp, device).name)
+        return original(amp, infer_amp, device)
+
+    monkeypatch.setattr(fold_module.Precision, "for_prediction", staticmethod(spy))
+    train(tiny_config(tmp_path, epochs=3, val_every=2, amp="fp32", infer_amp="bf16"), dataset, folds, tmp_path / "runs")
+    fold0 = tmp_path / "runs" / "tiny" / "resnet18" / "fold_0"
+    metrics = pd.read_csv(fold0 / "metrics.csv")
+    assert list(metrics["epoch"]) == [0, 1, 2]
+    assert list(metrics["val_map20"].notna()) == [False, True, True]  # epoch 1 (every 2nd) and the last
+    assert load_checkpoint(fold0 / "best.pt")["epoch"] in (1, 2)
+    assert decided == ["bf16"]
+    assert [fold_module.is_validation_epoch(e, 8, 4) for e in range(8)] == [False] * 3 + [True] + [False] * 3 + [True]
+    assert all(fold_module.is_validation_epoch(e, 5, 1) for e in range(5))
+
+
 @pytest.mark.slow
 def test_train_writes_fold_files_and_assembled_predictions(tiny, tmp_path):
     dataset, folds = tiny
@@ -118,21 +140,32 @@ def test_fold_out_of_range_is_an_error(tiny, tmp_path):
         train(tiny_config(tmp_path, folds=[7]), dataset, folds, tmp_path / "runs")
 
 
-@pytest.mark.slow
-def test_a_short_demo_training_beats_the_frequency_prior(tmp_path):
-    """The engine learns: the demo recipe for resnet18 (random init, 64 px, 8 epochs) with crops and
-    tiles on folds 0-1 of the default demo and its dive-grouped folds, as `bash run.sh` builds them, beats
-    ranking by frequency on the held-out images (about four minutes; measured +0.046, BENCHMARKS.md).
-    Whole frames at 64 px do not: the demo's animals shrink to a pixel or two."""
-    data = tmp_path / "data"
-    make_demo(data, seed=0)  # the default demo: its dives and train frames depend on every size argument
-    dataset = load_dataset(data)
+@pytest.fixture(scope="module")
+def demo_resnet18(tmp_path_factory):
+    """The demo recipe for resnet18 (random init, 64 px, 8 epochs, crops and tiles) on folds 0-1 of the
+    default demo and its dive-grouped folds, as `bash run.sh` builds them (about four minutes): its pooled
+    held-out OOF MAP@20 and the frequency prior's on the same images."""
+    root = tmp_path_factory.mktemp("demo_recipe")
+    make_demo(root / "data", seed=0)  # the default demo: its dives and train frames depend on every size argument
+    dataset = load_dataset(root / "data")
     folds = make_folds(dataset.train, dataset.categories, n_folds=5, seed=42, group="dive")
-    cfg = dataclasses.replace(load_config("demo", ["backbones=[resnet18]", "folds=[0,1]", "workers=0",
-                                                   "sampling=crops"]),
-                              cache_dir=str(tmp_path / "cache"))
-    scores = train(cfg, dataset, folds, tmp_path / "runs")
-    assert scores["resnet18"] > scores["prior"] + 0.03, scores
+    cfg = dataclasses.replace(load_config("demo", ["backbones=[resnet18]", "folds=[0,1]", "workers=0"]),
+                              cache_dir=str(root / "cache"))
+    return train(cfg, dataset, folds, root / "runs")
+
+
+@pytest.mark.slow
+def test_a_short_demo_training_beats_the_frequency_prior(demo_resnet18):
+    """The engine learns: ranking by frequency is beaten on the held-out images (measured +0.0465 in
+    `bash run.sh`, 2026-12-03). Whole frames at 64 px do not: the demo's animals shrink to a pixel or two."""
+    assert demo_resnet18["resnet18"] > demo_resnet18["prior"] + 0.03, demo_resnet18
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="issue 21's target (every backbone >= prior + 0.05) is not met yet: resnet18 +0.0465",
+                   strict=False)
+def test_the_demo_recipe_reaches_the_target_over_the_prior(demo_resnet18):
+    assert demo_resnet18["resnet18"] >= demo_resnet18["prior"] + 0.05, demo_resnet18
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):

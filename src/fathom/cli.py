@@ -227,8 +227,10 @@ def cmd_submit(args) -> int:
 
 def cmd_report(args) -> int:
     from fathom.report import write_report
+    from fathom.scoreboard import scoreboard_lines
 
     print(f"wrote {write_report(load(args, check_images=False), args.runs, args.exp, args.out, args.random_folds_exp)}")
+    print("\n".join(scoreboard_lines(args.runs, args.exp, args.out)))
     return 0
 
 

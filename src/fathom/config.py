@@ -18,6 +18,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 AMP_MODES = ("auto", "fp16", "bf16", "fp32")
 CHOICES = {  # keys with a fixed set of values; the modules that act on them read their names here
     "amp": AMP_MODES,
+    "infer_amp": ("train", *AMP_MODES),
     "optimizer": ("adamw", "adam"),
     "loss": ("bce", "asl", "focal"),
     "sampler": ("uniform", "balanced"),
@@ -76,12 +77,14 @@ class TrainConfig:
     drop_rate: float = 0.2  # dropout before the heads
     model_kwargs: dict = field(default_factory=dict)  # to timm.create_model, e.g. drop_path_rate
     amp: str = "auto"  # auto | fp16 | bf16 | fp32  (auto: fp16 on CUDA, fp32 on CPU; YAML's `off` means fp32)
+    infer_amp: str = "train"  # precision of validation and prediction: train (the amp above) | auto | fp16 | bf16 | fp32
     channels_last: bool = True
     grad_accum: int = 1
     clip_grad: float = 5.0  # max gradient norm; 0 disables
     ema: bool = False
     ema_decay: float = 0.998
-    patience: int = 0  # early stopping: epochs without a better validation MAP@20; 0 disables
+    patience: int = 0  # early stopping: validations without a better validation MAP@20; 0 disables
+    val_every: int = 1  # validate (and maybe keep best.pt) every this many epochs, and always after the last
     seed: int = 42
     deterministic: bool = False  # CUDA: deterministic kernels only (bit-exact GPU runs, slower); CPU runs always are
     wandb: bool = False  # track with Weights & Biases (also on when WANDB_API_KEY is set); never required
@@ -126,7 +129,7 @@ class TrainConfig:
             raise DataError(source, "crop_min_visible must be above 0 (0 would label a crop with boxes outside it)",
                             where="crop_min_visible")
         for key in ("image_size", "epochs", "batch_size", "grad_accum", "head_hidden", "crop_long_side", "crop_size",
-                    "tile_topk"):
+                    "tile_topk", "val_every"):
             if getattr(self, key) < 1:
                 raise DataError(source, f"{key} must be at least 1", where=key)
         if not self.tta_scales or min(self.tta_scales) <= 0:

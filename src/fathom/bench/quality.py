@@ -1,8 +1,8 @@
 """`python -m fathom bench quality`: what each ingredient of the recipe buys, on data with a solution.
 
 Experiments, trained with the engine (finished folds are reused, so a second run only re-scores):
-  <base>                    the config as given (default `demo`): its backbones and folds, weighted BCE,
-                            super-category head
+  <base>                    the config as given (default `demo`) on whole frames (`sampling: frames`): its
+                            backbones and folds, weighted BCE, super-category head
   <base>-no_class_weights   the same with plain BCE (pos_weight_power 0)
   <base>-no_super_head      the same with super_weight 0 (the head is there, untrained)
   <base>-<method>           resnet18 alone (or a pixel baseline) with one method option on, see METHODS
@@ -84,6 +84,7 @@ METHODS = {  # key: (row name, config changes)
 def experiments(base: TrainConfig, methods: bool = True) -> dict[str, TrainConfig]:
     """The configs to train: the base and one ablation per training ingredient, the seed recipe, and
     (with `methods`) one single-backbone experiment per method option."""
+    base = apply(base, {"sampling": "frames"}, "bench (whole frames)")  # each ingredient, crops too, against frames
     seed = {**base.by_backbone.get("densenet121", {}), **SEED_RECIPE}  # densenet121's own precision, if set
     configs = {"full": base,
                "no_class_weights": apply(base, {"name": f"{base.name}-no_class_weights", "pos_weight_power": 0.0},
