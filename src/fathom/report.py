@@ -24,7 +24,8 @@ from fathom.ensemble.members import train_labels  # noqa: E402
 from fathom.ensemble.osd_choice import MAX_OOS_SHARE  # noqa: E402
 from fathom.folds import make_folds  # noqa: E402
 from fathom.predictions import Predictions  # noqa: E402
-from fathom.runs import EnsembleRecord, Experiment, SubmissionFiles, SubmissionRecord, Summary, read_record  # noqa: E402
+from fathom.runs import EnsembleRecord, Experiment, Summary  # noqa: E402
+from fathom.scoreboard import submission_record  # noqa: E402
 from fathom.train.run import frequency_prior_map20  # noqa: E402
 
 
@@ -94,8 +95,7 @@ class Gap:
 def validation_gap(dataset: Dataset, summary: Summary | None, oof_ids, submissions: Path | None,
                    random_exp: EnsembleRecord | None) -> Gap:
     random_folds = make_folds(dataset.train, dataset.categories, n_folds=5, seed=42)
-    prior_file = SubmissionFiles(submissions, "prior").record if submissions is not None else None
-    prior = read_record(SubmissionRecord, prior_file) if prior_file is not None and prior_file.is_file() else None
+    prior = submission_record(submissions, "prior") if submissions is not None else None
     return Gap(frequency_prior_map20(dataset, random_folds, oof_ids),
                summary.oof_map20.get("prior") if summary is not None else None,
                prior.eval_score["map20"] if prior is not None and prior.eval_score else None, random_exp)

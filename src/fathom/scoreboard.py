@@ -14,6 +14,12 @@ def submission_record(submissions: Path, name: str) -> SubmissionRecord | None:
     return read_record(SubmissionRecord, path) if path.is_file() else None
 
 
+def eval_score(record: SubmissionRecord | None) -> dict | None:
+    """The record's eval score, or None when it has none (no solution, or an undefined score)."""
+    score = record.eval_score if record is not None else None
+    return score if score and score.get("score") is not None else None
+
+
 def eval_text(score: dict) -> str:
     return f"{score['score']:.4f} (MAP@20 {score['map20']:.4f}, sAUC {score['sauc']:.4f})"
 
@@ -34,11 +40,11 @@ def scoreboard_lines(runs: Path, exp: str, submissions: Path, name: str | None =
         held_out = experiment.ensemble().chosen.held_out
         against = f" against the frequency prior's {prior:.4f} ({held_out - prior:+.4f})" if prior is not None else ""
         lines.append(f"{exp} ensemble: held-out OOF MAP@20 {held_out:.4f}{against}")
-    ours, floor = submission_record(submissions, name or exp), submission_record(submissions, "prior")
-    if ours is not None and ours.eval_score and ours.eval_score.get("score") is not None:
-        line = f"{exp} ensemble: demo eval score {eval_text(ours.eval_score)}"
-        if floor is not None and floor.eval_score and floor.eval_score.get("score") is not None:
-            line += (f" against the frequency prior's {eval_text(floor.eval_score)} "
-                     f"({ours.eval_score['score'] - floor.eval_score['score']:+.4f})")
+    ours = eval_score(submission_record(submissions, name or exp))
+    floor = eval_score(submission_record(submissions, "prior"))
+    if ours is not None:
+        line = f"{exp} ensemble: demo eval score {eval_text(ours)}"
+        if floor is not None:
+            line += f" against the frequency prior's {eval_text(floor)} ({ours['score'] - floor['score']:+.4f})"
         lines.append(line)
     return lines

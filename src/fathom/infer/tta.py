@@ -62,8 +62,8 @@ class FoldPredictor:
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         self.sampling = sampling_for(cfg)
-        self.predictor = Predictor(model, self.sampling, Precision.for_prediction(cfg.amp, cfg.infer_amp, device), cfg.batch_size,
-                                   cfg.workers, cfg.channels_last)
+        self.predictor = Predictor(model, self.sampling, Precision.for_prediction(cfg.amp, cfg.infer_amp, device),
+                                   cfg.batch_size, cfg.workers, cfg.channels_last)
         self.rule = fold_dir.done().tile_combine  # the rule the fold chose (None: whole frames)
 
     @property
