@@ -64,6 +64,21 @@ def test_explain_writes_one_readable_overlay_per_image(teacher, demo_dir, tmp_pa
     assert main(["explain", "--exp", "tiny", "--ids", "no-such-image", "--out", str(tmp_path / "x"), *common]) == 2
 
 
+def test_explain_names_a_frame_that_does_not_decode(teacher, demo_dir, tmp_path, capsys):
+    import shutil
+
+    root, common = teacher
+    images = tmp_path / "images"
+    shutil.copytree(demo_dir / "images", images)
+    eval_id = str(load_dataset(demo_dir).eval["id"][0])
+    victim = images / f"{eval_id}.png"
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # header intact, pixels cut
+    assert main(["explain", "--exp", "tiny", "--ids", eval_id, "--out", str(tmp_path / "cam"), *common,
+                 "--images", str(images)]) == 2
+    err = capsys.readouterr().err
+    assert victim.name in err and "cannot decode image" in err and "Traceback" not in err
+
+
 def test_soft_targets_mix_the_teacher_with_the_labels(teacher):
     root, _ = teacher
     oof = Predictions.load(root / "runs" / "tiny" / "ensemble" / "oof.npz")

@@ -148,6 +148,7 @@ BOX_ERRORS = {
                                        ["annotations[2]", "image_id -1 is not the id"]),
     "box of negative size": (lambda d: d["annotations"][3].update(bbox=[1, 2, -3, 4]), ["annotations[3]", "size >= 0"]),
     "annotations is not a list": (lambda d: d.update(annotations={}), ["annotations", "must be a list"]),
+    "category_id is text": (lambda d: d["annotations"][4].update(category_id="x"), ["annotations[4]", "a number"]),
 }
 
 DATASET_HANDLED = {
@@ -180,6 +181,9 @@ def test_malformed_boxes_are_named(demo_copy, case):
     edit_json(TJ, change)(demo_copy)
     with pytest.raises(DataError) as info:
         load_boxes(demo_copy)
+    assert_names(info.value, [TJ, *fragments])
+    with pytest.raises(DataError) as info:  # whoever loads train.json (folds, prior, ...) checks its boxes
+        load_dataset(demo_copy, check_images=False)
     assert_names(info.value, [TJ, *fragments])
 
 
@@ -270,7 +274,79 @@ def test_a_truncated_image_is_named_when_it_is_decoded(tmp_path):
     with pytest.raises(DataError) as info:
         ImageCache(tmp_path / "cache", 16).ensure(str(path))
     assert_names(info.value, ["cut.png", "cannot decode image", "re-download"])
+    assert "truncated" in unusable_reason(str(path), every_byte=True)
     assert not list((tmp_path / "cache").rglob("*.npy")), "no cache file for an image that did not decode"
+
+
+def truncate_a_train_frame(demo_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the demo images in which one train PNG stops halfway (its header intact), as an
+    interrupted download leaves it; returns (images folder, the broken frame)."""
+    images = tmp_path / "images"
+    shutil.copytree(demo_dir / "images", images)
+    victim = images / f"{sorted(load_dataset(demo_dir, check_images=False).train['id'])[5]}.png"
+    whole = victim.read_bytes()
+    victim.write_bytes(whole[: len(whole) // 2])
+    return images, victim
+
+
+def read_colour_stats(path: Path, tmp_path: Path) -> None:
+    from fathom.data.features import colour_stats
+
+    colour_stats(str(path))
+
+
+def read_eda_samples(path: Path, tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fathom import eda
+
+    ds = load_dataset(tmp_path / "labels", path.parent, check_images=False)
+    ds = type(ds)(ds.root, ds.categories, ds.train[ds.train["path"] == str(path)], ds.eval)
+    eda.show_samples(ds, load_boxes(tmp_path / "labels"), n=1)
+
+
+def read_image_cache(path: Path, tmp_path: Path) -> None:
+    ImageCache(tmp_path / "cache", 32, side="long").ensure(str(path))
+
+
+PIXEL_READERS = {"image cache": read_image_cache, "colour statistics (prior, osd)": read_colour_stats,
+                 "EDA sample frames": read_eda_samples}  # explain: test_explain_distill
+
+
+@pytest.mark.parametrize("reader", list(PIXEL_READERS))
+def test_every_reader_of_pixels_names_a_truncated_frame(demo_dir, tmp_path, reader):
+    shutil.copytree(demo_dir, tmp_path / "labels", ignore=shutil.ignore_patterns("images"))
+    _, victim = truncate_a_train_frame(demo_dir, tmp_path)
+    with pytest.raises(DataError) as info:
+        PIXEL_READERS[reader](victim, tmp_path)
+    assert_names(info.value, [victim.name, "cannot decode image", "--allow-missing-images"])
+
+
+def test_allow_missing_images_drops_a_truncated_train_frame_everywhere(demo_dir, tmp_path, capsys):
+    from fathom.cli import main
+
+    images, victim = truncate_a_train_frame(demo_dir, tmp_path)
+    assert unusable_reason(str(victim)) is None and "truncated" in unusable_reason(str(victim), every_byte=True)
+    folds = tmp_path / "folds.csv"
+    common = ["--data", str(demo_dir), "--images", str(images), "--runs", str(tmp_path / "runs")]
+    assert main(["folds", "--data", str(demo_dir), "--n-folds", "3", "--out", str(folds)]) == 0
+    assert main(["prior", *common, "--folds", str(folds)]) == 2  # header-only check: the reader names it
+    assert victim.name in capsys.readouterr().err
+    assert main(["prior", *common, "--folds", str(folds), "--allow-missing-images"]) == 0
+    oof = Predictions.load(tmp_path / "runs" / "prior" / "oof" / "prior.npz")
+    assert victim.stem not in set(oof.ids) and len(oof.ids) == 149
+
+
+def test_a_truncated_eval_frame_stops_even_when_train_frames_may_be_skipped(demo_dir, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(demo_dir / "images", images)
+    victim = images / f"{load_dataset(demo_dir, check_images=False).eval['id'][0]}.png"
+    victim.write_bytes(victim.read_bytes()[:-200])
+    with pytest.raises(DataError) as info:
+        read_image_cache(victim, tmp_path)  # the eval frame stays in the table; its first reader names it
+    assert_names(info.value, [victim.name, "cannot decode image"])
+    assert victim.stem in set(load_dataset(demo_dir, images, allow_missing_images=True).eval["id"])
 
 
 @pytest.mark.parametrize("mode", ["L", "I;16", "RGBA", "P", "LA", "CMYK", "jpeg named .png"])

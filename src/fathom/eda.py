@@ -13,6 +13,8 @@ import pandas as pd
 
 from fathom.data.layout import Dataset
 
+FULL_SIZE = 1 << 16  # open_rgb's at_least that never decodes a reduced JPEG
+
 MODEL_SIDE = 384  # the `full` config's input side: what a box shrinks to is shown against it
 
 
@@ -117,7 +119,8 @@ def show_samples(ds: Dataset, boxes: pd.DataFrame, n: int = 6, seed: int = 0):
     """n random training frames that exist on disk, with their boxes and labels; None when there are none."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-    from PIL import Image
+
+    from fathom.data.images import open_rgb
 
     on_disk = ds.train[[Path(p).is_file() for p in ds.train["path"]]]
     if on_disk.empty:
@@ -130,8 +133,7 @@ def show_samples(ds: Dataset, boxes: pd.DataFrame, n: int = 6, seed: int = 0):
     for ax in axes.flat:
         ax.axis("off")
     for ax, (_, row) in zip(axes.flat, rows.iterrows()):
-        with Image.open(row["path"]) as image:
-            ax.imshow(image.convert("RGB"))
+        ax.imshow(open_rgb(row["path"], FULL_SIZE))  # boxes are in the frame's own pixels: no draft
         for box in boxes[boxes["id"] == row["id"]].itertuples():
             ax.add_patch(Rectangle((box.x, box.y), box.w, box.h, fill=False, color="yellow", linewidth=1))
         ax.set_title(", ".join(names[c] for c in row["categories"])[:60], fontsize=8)

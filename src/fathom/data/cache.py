@@ -12,7 +12,6 @@ from PIL import Image
 
 from fathom.atomic import atomic_open
 from fathom.data.images import open_rgb
-from fathom.errors import DataError
 
 
 class ImageCache:
@@ -36,11 +35,7 @@ class ImageCache:
         return self.dir / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
 
     def resize(self, path: str) -> np.ndarray:
-        try:
-            image = open_rgb(path, self.size)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # PIL's ways to fail
-            raise DataError(path, f"cannot decode image ({err.__class__.__name__}: {err})",
-                            hint="re-download it or remove it from the data") from None
+        image = open_rgb(path, self.size)  # DataError naming the file when it does not decode
         scale = self.size / min(image.size) if self.side == "short" else min(1.0, self.size / max(image.size))
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         return np.asarray(image.resize(size, Image.BILINEAR, reducing_gap=3.0))

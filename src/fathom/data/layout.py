@@ -76,8 +76,13 @@ def load_dataset(
 
 
 def load_split(root: Path, split: str, categories: Categories, images_dir: Path) -> pd.DataFrame:
-    """One split's table (see module docstring), labels checked against the category table."""
-    images = read_coco_images(root / SPLIT_JSON[split])
+    """One split's table (see module docstring), labels checked against the category table. train.json's
+    annotations are checked too, whoever loads it: a bad box stops every command, not only the crops."""
+    path = root / SPLIT_JSON[split]
+    data = read_json(path)
+    images = read_coco_images(path, data)
+    if split == "train":
+        read_annotations(path, data, images, categories)
     images["path"] = [str(images_dir / name) for name in images["file_name"]]
     if split == "eval":
         images["categories"] = [[] for _ in range(len(images))]
@@ -205,7 +210,11 @@ def load_boxes(root: str | Path, categories: Categories | None = None) -> pd.Dat
     path = root / C.TRAIN_JSON
     categories = categories or load_categories(root / C.CATEGORY_KEY)
     data = read_json(path)
-    images = read_coco_images(path, data)
+    return read_annotations(path, data, read_coco_images(path, data), categories)
+
+
+def read_annotations(path: Path, data: dict, images: pd.DataFrame, categories: Categories) -> pd.DataFrame:
+    """The checked annotations of a COCO file already read (`data`, its `images` table): see load_boxes."""
     uuid_of = dict(zip(images["image_id"], images["id"]))
     known = set(categories.ids.tolist())
     annotations = data.get("annotations", [])
