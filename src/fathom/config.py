@@ -18,6 +18,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 AMP_MODES = ("auto", "fp16", "bf16", "fp32")
 CHOICES = {  # keys with a fixed set of values; the modules that act on them read their names here
     "amp": AMP_MODES,
+    "device": ("auto", "cuda", "cpu"),
     "infer_amp": ("train", *AMP_MODES),
     "optimizer": ("adamw", "adam"),
     "loss": ("bce", "asl", "focal"),
@@ -76,6 +77,7 @@ class TrainConfig:
     head_hidden: int = 512
     drop_rate: float = 0.2  # dropout before the heads
     model_kwargs: dict = field(default_factory=dict)  # to timm.create_model, e.g. drop_path_rate
+    device: str = "auto"  # auto (a visible GPU, checked by fathom.device, else the CPU) | cuda (a GPU or stop) | cpu
     amp: str = "auto"  # auto | fp16 | bf16 | fp32  (auto: fp16 on CUDA, fp32 on CPU; YAML's `off` means fp32)
     infer_amp: str = "train"  # precision of validation and prediction: train (the amp above) | auto | fp16 | bf16 | fp32
     channels_last: bool = True

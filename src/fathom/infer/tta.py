@@ -22,6 +22,7 @@ from fathom.config import TrainConfig
 from fathom.data.layout import Dataset
 from fathom.data.sampling import sampling_for
 from fathom.data.transforms import eval_transform
+from fathom.device import choose_device
 from fathom.errors import DataError
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions, combine_folds
@@ -31,7 +32,7 @@ from fathom.train.checkpoint import load_checkpoint
 from fathom.train.precision import Precision
 
 log = logging.getLogger(__name__)
-OVERRIDABLE = {"tta_hflip", "tta_scales", "batch_size", "workers", "cache_dir"}
+OVERRIDABLE = {"tta_hflip", "tta_scales", "batch_size", "workers", "cache_dir", "device"}
 
 
 def view_names(cfg: TrainConfig) -> list[str]:
@@ -55,7 +56,7 @@ class FoldPredictor:
         fold_dir = fold_dir if isinstance(fold_dir, FoldDir) else FoldDir(Path(fold_dir))
         self.fold_dir, self.cfg = fold_dir, fold_config(fold_dir, overrides)
         cfg = self.cfg
-        self.device = device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device = device or choose_device(cfg.device)
         model = FathomNet.for_config(fold_dir.backbone, cfg, trained=True)
         model.load_state_dict(load_checkpoint(fold_dir.best, device)["model"])
         model.to(device)

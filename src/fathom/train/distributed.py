@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from fathom.device import choose_device
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -43,8 +45,9 @@ class Distributed:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def device(self) -> torch.device:
-        return torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
+    def device(self, want: str = "auto") -> torch.device:
+        """This rank's device: `want` is the config's `device` (fathom.device checks the GPU)."""
+        return choose_device(want, self.local_rank)
 
     def barrier(self) -> None:
         if self.enabled:
@@ -53,7 +56,7 @@ class Distributed:
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         if not self.enabled:
             return model
-        device = self.device()
+        device = next(model.parameters()).device
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def mean(self, value: float) -> float:
@@ -65,7 +68,7 @@ class Distributed:
             return value
         tensor = torch.tensor([value], dtype=torch.float64)
         if dist.get_backend() == "nccl":
-            tensor = tensor.to(self.device())
+            tensor = tensor.to(torch.device("cuda", self.local_rank))
         dist.all_reduce(tensor)
         return float(tensor.item())
 

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 # Keys that change no trained weight: where files go, how fast they load, which lists of folds and
 # backbones an experiment holds, how prediction augments. Every other key of the resolved config is in
 # a fold's fingerprint.
-NOT_TRAINING_KEYS = ("name", "backbones", "folds", "by_backbone", "workers", "cache_dir", "wandb", "wandb_project",
+NOT_TRAINING_KEYS = ("name", "backbones", "folds", "by_backbone", "workers", "cache_dir", "wandb", "wandb_project", "device",
                      "tta_hflip", "tta_scales")
 
 
@@ -145,7 +145,7 @@ class FoldParts:
 def build_fold(cfg: TrainConfig, data: FoldData, backbone: str, fold: int, sampling: Frames, boxes: Boxes | None,
                parent: np.ndarray, dist: Distributed) -> FoldParts:
     seed_everything(cfg.seed + fold, cfg.deterministic)
-    device = dist.device()
+    device = dist.device(cfg.device)
     precision = Precision.decide(cfg.amp, device)
     model = FathomNet.for_config(backbone, cfg)
     model.check_input_size(cfg.image_size)

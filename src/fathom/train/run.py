@@ -64,6 +64,8 @@ def train(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, b
 
 def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Experiment, backbones: list[str],
                 fold_ids: list[int], resume: bool, dist: Distributed) -> dict[str, float]:
+    for backbone in backbones:  # a missing or unusable GPU stops here, before the cache or any fold
+        dist.device(cfg.for_backbone(backbone).device)
     cache_files = build_cache(cfg, dataset, dist)
     sampling = sampling_for(cfg)
     boxes = sampling.boxes(dataset)
