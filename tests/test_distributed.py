@@ -22,7 +22,7 @@ from fathom.train.run import build_cache
 pytestmark = pytest.mark.slow  # trains, spawns processes or benchmarks: the full suite only
 
 OVERRIDES = ["backbones=[resnet18]", "image_size=32", "folds=[0]", "epochs=2", "limit=40", "batch_size=8",
-             "workers=0", "amp=fp32", "infer_amp=train", "lr=0.001"]  # the demo's crops and tiles, in fp32
+             "workers=0", "amp=fp32", "infer_amp=train", "lr=0.001", "keep_last=true"]  # the demo's crops and tiles, in fp32
 
 
 def test_two_processes_train_one_model_and_rank_zero_writes(demo_dir, tmp_path):

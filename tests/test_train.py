@@ -63,8 +63,9 @@ def test_train_writes_fold_files_and_assembled_predictions(tiny, tmp_path):
     scores = train(cfg, dataset, folds, tmp_path / "runs")
     assert 0 <= scores["resnet18"] <= 1
     fold0 = tmp_path / "runs" / "tiny" / "resnet18" / "fold_0"
-    for name in ("config.yaml", "meta.json", "metrics.csv", "best.pt", "last.pt", "oof.npz", "test.npz", "done.json"):
+    for name in ("config.yaml", "meta.json", "metrics.csv", "best.pt", "oof.npz", "test.npz", "done.json"):
         assert (fold0 / name).is_file(), name
+    assert not (fold0 / "last.pt").exists(), "a finished fold's resume state is deleted (keep_last: false)"
     metrics = pd.read_csv(fold0 / "metrics.csv")
     assert list(metrics["epoch"]) == [0, 1] and {"train_loss", "val_map20", "lr"} <= set(metrics.columns)
     oof = Predictions.load(tmp_path / "runs" / "tiny" / "oof" / "resnet18.npz")
@@ -104,7 +105,7 @@ def test_finished_folds_are_reused_unless_the_recipe_changed(tiny, tmp_path):
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_state(tiny, tmp_path, monkeypatch):
     dataset, folds = tiny
-    cfg = tiny_config(tmp_path, epochs=3, ema=True, ema_decay=0.9)
+    cfg = tiny_config(tmp_path, epochs=3, ema=True, ema_decay=0.9, keep_last=True)
     train(cfg, dataset, folds, tmp_path / "straight")
 
     calls = {"n": 0}
@@ -132,6 +133,36 @@ def test_interrupted_run_resumes_to_the_same_state(tiny, tmp_path, monkeypatch):
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5)
     assert [round(r["train_loss"], 5) for r in a["history"]] == [round(r["train_loss"], 5) for r in b["history"]]
+
+
+def test_a_time_budget_stops_at_an_epoch_boundary_and_the_run_resumes(tiny, tmp_path, monkeypatch):
+    """time_budget_h: training stops cleanly before the first epoch that starts past the budget, with
+    last.pt to resume from and no done.json; `--resume` (a new session) finishes the fold."""
+    import time
+
+    dataset, folds = tiny
+    clock = {"now": 0.0}
+    original = fold_module.train_one_epoch
+
+    def an_hour_per_epoch(*args, **kwargs):
+        clock["now"] += 3600.0
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(fold_module, "train_one_epoch", an_hour_per_epoch)
+    cfg = tiny_config(tmp_path, epochs=3, folds=[0, 1], time_budget_h=1.5)
+    assert train(cfg, dataset, folds, tmp_path / "runs") == {}  # no backbone finished: nothing assembled
+    fold0, fold1 = (tmp_path / "runs" / "tiny" / "resnet18" / f"fold_{k}" for k in (0, 1))
+    assert load_checkpoint(fold0 / "last.pt")["epoch"] == 1 and not (fold0 / "done.json").exists()
+    assert not fold1.exists(), "the next fold does not start past the budget"
+    assert not (tmp_path / "runs" / "tiny" / "oof" / "resnet18.npz").exists()
+
+    clock["now"] = 0.0
+    scores = train(dataclasses.replace(cfg, time_budget_h=0.0), dataset, folds, tmp_path / "runs", resume=True)
+    assert set(scores) == {"resnet18", "prior"}
+    assert list(pd.read_csv(fold0 / "metrics.csv")["epoch"]) == [0, 1, 2]  # resumed at epoch 2, not retrained
+    assert (fold0 / "done.json").is_file() and not (fold0 / "last.pt").exists()
+    assert (fold1 / "done.json").is_file()
 
 
 def test_fold_out_of_range_is_an_error(tiny, tmp_path):

@@ -187,6 +187,35 @@ def weight_overrides(bundle: Path) -> list[str]:
     return ["weights=" + json.dumps({b: str((Path(bundle) / rel).resolve()) for b, rel in weights.items()})]
 
 
+def restore_for_training(outputs: list[Path], runs: Path, exp: str) -> list[str]:
+    """Before a training session continues earlier ones: copy `runs/<exp>` of each earlier notebook
+    output (attached under /kaggle/input, read-only; oldest first) into `runs/<exp>`, unfinished folds
+    and their last.pt included, so `train --resume` finishes what they began. Files are copied, not
+    linked: this session's output must stand without its inputs. A later output's fold replaces an
+    earlier one's, except that a finished fold is never replaced by an unfinished one. Returns the
+    restored folds as "backbone/fold_k (finished|unfinished)"."""
+    dest = Path(runs) / exp
+    restored: dict[str, str] = {}
+    for output in map(Path, outputs):
+        source = output / "runs" / exp if (output / "runs" / exp).is_dir() else output  # or the run folder itself
+        if source.name != exp or not source.is_dir():
+            raise DataError(output, f"holds no runs/{exp}/ folder",
+                            hint="attach the output of an earlier session of this notebook with the same CONFIG")
+        for fold_dir in sorted(source.glob(f"*/{FoldDir.PREFIX}*")):
+            key, finished = f"{fold_dir.parent.name}/{fold_dir.name}", (fold_dir / "done.json").is_file()
+            if restored.get(key) == "finished" and not finished:
+                continue
+            target = dest / key
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(fold_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
+            restored[key] = "finished" if finished else "unfinished"
+        for name in ("summary.json",):
+            if (source / name).is_file():
+                dest.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / name, dest / name)
+    return [f"{key} ({state})" for key, state in sorted(restored.items())]
+
+
 def restore_run(sources: Path | list[Path], runs: Path) -> Path:
     """Copy trained run folders (`.../runs/<exp>`, read-only under /kaggle/input) into `runs/<exp>`, where
     prediction can write. Several sources of one experiment merge, e.g. one training session per

@@ -8,6 +8,8 @@ training frequency, and each backbone's OOF MAP@20 per fold next to the ensemble
 
 from __future__ import annotations
 
+import base64
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from fathom.predictions import Predictions  # noqa: E402
 from fathom.runs import EnsembleRecord, Experiment, Summary  # noqa: E402
 from fathom.scoreboard import submission_record  # noqa: E402
 from fathom.train.run import frequency_prior_map20  # noqa: E402
+
+IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 
 
 def per_category_ap(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -119,6 +123,26 @@ def write_report(dataset: Dataset, runs: Path, exp: str, submissions: Path | Non
     with atomic_open(path, "w") as fh:
         fh.write("\n".join(report_lines(record, summary, ap, len(oof.ids), gap)))
     return path
+
+
+def inline_images(markdown: str, folder: Path) -> str:
+    """`markdown` with each `![alt](file.png)` of `folder` embedded as a data URI: a notebook shows the
+    plots with the text, without serving the files."""
+    def embed(match: re.Match) -> str:
+        path = folder / match.group(2)
+        if not path.is_file():
+            return match.group(0)
+        return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
+
+    return IMAGE_LINK.sub(embed, markdown)
+
+
+def show_report(runs: Path, exp: str) -> None:
+    """Display runs/<exp>/report.md in a notebook, its plots inline."""
+    from IPython.display import Markdown, display
+
+    path = Experiment(runs, exp).report
+    display(Markdown(inline_images(path.read_text(), path.parent)))
 
 
 def gap_lines(record: EnsembleRecord, gap: Gap) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in notebooks; off (disable=None) without a tty
 
 from fathom.atomic import atomic_path, write_csv
 from fathom.data.layout import read_json

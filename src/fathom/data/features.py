@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from fathom.data.cache import read_frame
 from fathom.data.images import open_rgb
 
 THUMBNAIL = 64
@@ -23,7 +24,7 @@ def colour_stats(path: str) -> np.ndarray:
 
 def colour_stats_of_cached(file: str) -> np.ndarray:
     """colour_stats of a frame in the training image cache (a uint8 HxWx3 .npy): no PNG decode."""
-    return colour_stats_of(Image.fromarray(np.load(file)))
+    return colour_stats_of(Image.fromarray(read_frame(file)))
 
 
 def colour_stats_of(image: Image.Image) -> np.ndarray:
@@ -42,7 +43,7 @@ def colour_stats_many(paths: Sequence[str], workers: int = 4, cached: bool = Fal
 
 def appearance_of_cached(file: str) -> np.ndarray:
     """[6 + 144] colour statistics and the grey 16x9 thumbnail (0..1) of a cached frame."""
-    image = Image.fromarray(np.load(file))
+    image = Image.fromarray(read_frame(file))
     grey = np.asarray(image.convert("L").resize(GREY_THUMBNAIL, Image.BILINEAR), dtype=np.float32).ravel() / 255.0
     return np.concatenate([colour_stats_of(image), grey])
 

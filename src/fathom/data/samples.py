@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from fathom.data.cache import read_frame
 from fathom.data.crops import crop_labels, cut, sample_window
 
 
@@ -34,7 +35,7 @@ class FrameDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]):
         epoch, i = key if isinstance(key, tuple) else (0, key)
         self.transform.set_random_seed((self.seed * 1_000_003 + epoch * 10_007 + i) % 2**32)
-        image = self.transform(image=np.load(self.files[i]))["image"]
+        image = self.transform(image=read_frame(self.files[i]))["image"]
         return image, torch.from_numpy(self.fine[i]), torch.from_numpy(self.sup[i])
 
 
@@ -72,7 +73,7 @@ class CropDataset(FrameDataset):
         rng = np.random.default_rng([self.seed, epoch, i])
         if rng.random() < self.draw.frame_ratio:
             return super().__getitem__((epoch, i))
-        frame = np.load(self.files[i], mmap_mode="r")
+        frame = read_frame(self.files[i], mmap=True)
         height, width = frame.shape[:2]
         boxes = self.boxes[i] * np.tile(np.array([width, height]) / self.frame_sizes[i], 2)  # to cached pixels
         s = self.draw

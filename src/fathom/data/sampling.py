@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from fathom.config import TrainConfig, to_dict
 from fathom.constants import N_FINE, N_SUPER
 from fathom.data.cache import ImageCache
+from fathom.paths import cache_root
 from fathom.data.layout import Dataset as Competition
 from fathom.data.layout import load_boxes
 from fathom.data.samples import CropDataset, CropDraw, FrameDataset
@@ -64,7 +65,7 @@ class Frames:
 
     def cache(self, size: int | None = None) -> ImageCache:
         """The cache frames are read from, at `size` (TTA scales) or image_size."""
-        return ImageCache(self.cfg.cache_dir, size or self.cfg.image_size)
+        return ImageCache(cache_root(self.cfg.cache_dir), size or self.cfg.image_size, fmt=self.cfg.cache_format)
 
     def boxes(self, dataset: Competition) -> Boxes | None:
         return None
@@ -96,7 +97,7 @@ class Crops(Frames):
 
     def cache(self, size: int | None = None) -> ImageCache:
         """Crops and tiles are cut from one cache at crop_long_side (a TTA scale resizes the cut views)."""
-        return ImageCache(self.cfg.cache_dir, self.cfg.crop_long_side, side="long")
+        return ImageCache(cache_root(self.cfg.cache_dir), self.cfg.crop_long_side, side="long", fmt=self.cfg.cache_format)
 
     def boxes(self, dataset: Competition) -> Boxes:
         boxes = load_boxes(dataset.root, dataset.categories)

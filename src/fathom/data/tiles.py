@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from fathom.config import CHOICES
 from fathom.constants import N_FINE, N_SUPER
+from fathom.data.cache import frame_shape, read_frame
 from fathom.data.crops import cut, tile_windows
 
 COMBINERS = CHOICES["tile_combine"][1:]  # the rules; "auto" chooses among them
@@ -65,8 +66,8 @@ class TilePlan:
 
 
 def cached_shapes(files: Sequence[Path]) -> list[tuple[int, int]]:
-    """(height, width) of cached frames, read from the .npy headers."""
-    return [tuple(np.load(f, mmap_mode="r").shape[:2]) for f in files]
+    """(height, width) of cached frames, read from the file headers."""
+    return [frame_shape(f) for f in files]
 
 
 class TileDataset(Dataset):
@@ -74,12 +75,19 @@ class TileDataset(Dataset):
 
     def __init__(self, files: Sequence[Path], plan: TilePlan, transform: A.Compose):
         self.files, self.plan, self.transform = list(files), plan, transform
+        self.last: tuple[int, np.ndarray] | None = None
+
+    def frame(self, n: int) -> np.ndarray:
+        """Frame n's pixels; a frame's views are consecutive, so a JPEG is decoded once for all of them."""
+        if self.last is None or self.last[0] != n:
+            self.last = (n, read_frame(self.files[n], mmap=True))
+        return self.last[1]
 
     def __len__(self) -> int:
         return len(self.plan.frame)
 
     def __getitem__(self, v: int):
-        frame = np.load(self.files[self.plan.frame[v]], mmap_mode="r")
+        frame = self.frame(self.plan.frame[v])
         window = self.plan.windows[v]
         image = np.asarray(frame) if window is None else cut(frame, window)
         return self.transform(image=image)["image"], torch.zeros(N_FINE), torch.zeros(N_SUPER)

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 # backbones an experiment holds, how prediction augments. Every other key of the resolved config is in
 # a fold's fingerprint.
 NOT_TRAINING_KEYS = ("name", "backbones", "folds", "by_backbone", "workers", "cache_dir", "wandb", "wandb_project", "device",
+                     "time_budget_h", "keep_last",
                      "tta_hflip", "tta_scales")
 
 
@@ -103,11 +104,13 @@ def fold_data(cfg: TrainConfig, dataset: Dataset, cache_files: dict[str, Path], 
 
 def fingerprint(cfg: TrainConfig, data: FoldData) -> str:
     """What a finished fold depends on: its resolved config (less NOT_TRAINING_KEYS and the keys its
-    sampling strategy ignores, e.g. crop geometry under whole frames) and its images. A changed default
+    sampling strategy ignores, e.g. crop geometry under whole frames) and its images' ids. A changed default
     changes it too: no version to bump by hand."""
     ignored = {*NOT_TRAINING_KEYS, *sampling_for(cfg).inert_keys}
     settings = {k: v for k, v in to_dict(cfg).items() if k not in ignored}
-    content = json.dumps([settings, *(list(map(str, data.files[s])) for s in ("train", "valid", "eval"))])
+    # the images by id: not their cache files, whose names and folder change with the mount, the mtime or
+    # the scratch disk of a new Kaggle session (a fold restored there must still count as done)
+    content = json.dumps([settings, *(list(map(str, data.ids[s])) for s in ("train", "valid", "eval"))])
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
@@ -203,9 +206,14 @@ def validate(parts: FoldParts, data: FoldData) -> dict[str, float]:
             "val_map20": map_at_k_from_probs(frames["fine"], fine_targets)}
 
 
+class OutOfTime(Exception):
+    """The training time budget ran out at an epoch boundary; last.pt holds everything to resume."""
+
+
 def fit(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: FoldDir, dist: Distributed,
-        resume: bool = False, tracker: Tracker | None = None) -> None:
-    """The epochs: train, validate, keep best.pt (best validation MAP@20) and last.pt (resume)."""
+        resume: bool = False, tracker: Tracker | None = None, deadline: float = math.inf) -> None:
+    """The epochs: train, validate, keep best.pt (best validation MAP@20) and last.pt (resume). Past
+    `deadline` (time.monotonic()) it raises OutOfTime before the next epoch, every rank alike."""
     name, main = f"{fold_dir.backbone} fold {fold_dir.fold}", dist.is_main
     start, step, best, history = 0, 0, -1.0, []
     if resume and fold_dir.last.is_file():
@@ -213,6 +221,8 @@ def fit(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: FoldDir, d
         log.info("%s: resumed after epoch %d", name, start - 1)
     stale = 0
     for epoch in range(start, cfg.epochs):
+        if dist.sum(float(time.monotonic() > deadline)):  # rank 0's clock may differ: all stop if one must
+            raise OutOfTime(f"{name}: stopped before epoch {epoch} of {cfg.epochs}")
         parts.batches.sampler.set_epoch(epoch)
         metrics, step = train_one_epoch(parts.trained, parts.batches, parts.loss_fn, parts.optimizer, parts.scheduler,
                                         parts.precision, step, cfg.grad_accum, cfg.clip_grad, parts.ema,
@@ -275,6 +285,8 @@ def predict_best(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: F
             seconds=time.perf_counter() - started, tile_combine=rule, tile_val_map20=rule_scores,
             views_per_frame={"valid": views["valid"].per_frame, "eval": views["eval"].per_frame}
             if rule is not None else None))
+        if not cfg.keep_last:
+            fold_dir.last.unlink(missing_ok=True)  # resume state of a finished fold: only best.pt predicts
     dist.barrier()  # every rank sees done.json before deciding what to train next
     return out
 
@@ -294,8 +306,10 @@ def write_run_info(fold_dir: FoldDir, cfg: TrainConfig, precision: Precision, wo
 
 def train_fold(cfg: TrainConfig, data: FoldData, fold_dir: FoldDir, sampling: Frames, boxes: Boxes | None,
                parent: np.ndarray, dist: Distributed, key: str, resume: bool = False,
-               tracker: Tracker | None = None) -> dict[str, Predictions]:
-    """Build, fit and predict one fold; returns its {oof, test} predictions."""
+               tracker: Tracker | None = None, deadline: float = math.inf) -> dict[str, Predictions]:
+    """Build, fit and predict one fold; returns its {oof, test} predictions. OutOfTime past `deadline`."""
+    if dist.sum(float(time.monotonic() > deadline)):
+        raise OutOfTime(f"{fold_dir.backbone} fold {fold_dir.fold}: not started")
     started = time.perf_counter()
     if dist.is_main:
         fold_dir.path.mkdir(parents=True, exist_ok=True)
@@ -304,7 +318,7 @@ def train_fold(cfg: TrainConfig, data: FoldData, fold_dir: FoldDir, sampling: Fr
     parts = build_fold(cfg, data, fold_dir.backbone, fold_dir.fold, sampling, boxes, parent, dist)
     if dist.is_main:
         write_run_info(fold_dir, cfg, parts.precision, dist.world)
-    fit(cfg, parts, data, fold_dir, dist, resume, tracker)
+    fit(cfg, parts, data, fold_dir, dist, resume, tracker, deadline)
     return predict_best(cfg, parts, data, fold_dir, dist, key, started)
 
 

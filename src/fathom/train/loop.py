@@ -6,7 +6,7 @@ import time
 
 import torch
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in notebooks; off (disable=None) without a tty
 
 from fathom.errors import FathomError
 from fathom.train.distributed import unwrap

@@ -8,6 +8,8 @@ fathom.train.distributed).
 from __future__ import annotations
 
 import logging
+import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ from fathom.metric import map_at_k_from_probs
 from fathom.predictions import Predictions, combine_folds
 from fathom.runs import Experiment, Summary, write_record
 from fathom.train.distributed import Distributed
-from fathom.train.fold import fingerprint, fold_data, is_done, train_fold
+from fathom.train.fold import OutOfTime, fingerprint, fold_data, is_done, train_fold
 from fathom.train.tracking import Tracker, wanted
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ def train(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, b
     """Train every (backbone, fold); finished folds (done.json with the same fingerprint) are reused.
 
     Returns {backbone: OOF MAP@20, ..., "prior": the frequency prior's OOF MAP@20 on the same ids} on
-    rank 0 (other ranks return {}).
+    rank 0 (other ranks return {}). With `cfg.time_budget_h`, training stops at the first epoch boundary
+    past the budget, every fold resumable (`--resume`); only the backbones that finished are returned.
     """
     known_folds = set(folds["fold"])
     fold_ids = fold_ids or cfg.folds
@@ -56,14 +59,15 @@ def train(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, b
     if not dist.is_main:
         logging.getLogger("fathom").setLevel(logging.WARNING)  # one log, from rank 0
     try:
+        deadline = time.monotonic() + cfg.time_budget_h * 3600 if cfg.time_budget_h > 0 else math.inf
         return train_folds(cfg, dataset, folds, Experiment(runs, cfg.name), backbones or cfg.backbones, fold_ids,
-                           resume, dist)
+                           resume, dist, deadline)
     finally:
         dist.close()
 
 
 def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Experiment, backbones: list[str],
-                fold_ids: list[int], resume: bool, dist: Distributed) -> dict[str, float]:
+                fold_ids: list[int], resume: bool, dist: Distributed, deadline: float = math.inf) -> dict[str, float]:
     for backbone in backbones:  # a missing or unusable GPU stops here, before the cache or any fold
         dist.device(cfg.for_backbone(backbone).device)
     cache_files = build_cache(cfg, dataset, dist)
@@ -72,7 +76,7 @@ def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Ex
     if dist.is_main:
         for folder in (exp.root, exp.prediction_dir("oof"), exp.prediction_dir("test")):
             remove_temporaries(folder)  # fold folders are cleaned when their fold starts
-    scores = {}
+    scores, parts = {}, []
     for backbone in backbones:
         tracker = Tracker(dist.is_main and wanted(cfg.wandb), cfg.wandb_project, group=cfg.name,
                           name=f"{cfg.name}/{backbone}", config={**to_dict(cfg), "backbone": backbone},
@@ -80,14 +84,20 @@ def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Ex
         own = cfg.for_backbone(backbone)
         try:
             parts = [fold_predictions(own, dataset, cache_files, folds, exp, backbone, fold, sampling_for(own), boxes,
-                                      dist, resume, tracker)
+                                      dist, resume, tracker, deadline)
                      for fold in fold_ids]
             if dist.is_main:
                 scores[backbone] = assemble(dataset, exp, backbone, parts)
                 tracker.summarize({"oof_map20": scores[backbone]})
+        except OutOfTime as stop:
+            left = [f"{b} fold {k}" for b in backbones for k in fold_ids if not exp.fold(b, k).is_finished()]
+            log.warning("time budget of %g h reached (%s): %d fold(s) left (%s); every fold is resumable: run train "
+                        "again with --resume (on Kaggle: attach this output as RESUME_FROM)", cfg.time_budget_h,
+                        stop, len(left), ", ".join(left))
+            break
         finally:
             tracker.finish()
-    if dist.is_main:
+    if dist.is_main and scores:
         oof_ids = np.concatenate([part["oof"].ids for part in parts])  # every trained fold's images
         scores["prior"] = frequency_prior_map20(dataset, folds, oof_ids)
         previous = exp.summary()
@@ -98,14 +108,15 @@ def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Ex
 
 def fold_predictions(cfg: TrainConfig, dataset: Dataset, cache_files: dict[str, Path], folds: pd.DataFrame,
                      exp: Experiment, backbone: str, fold: int, sampling, boxes, dist: Distributed, resume: bool,
-                     tracker: Tracker) -> dict[str, Predictions]:
+                     tracker: Tracker, deadline: float = math.inf) -> dict[str, Predictions]:
     """One fold's {oof, test} predictions: reused when it finished with the same fingerprint, else trained."""
     data = fold_data(cfg, dataset, cache_files, folds, fold, exp.runs)
     fold_dir, key = exp.fold(backbone, fold), fingerprint(cfg, data)
     if is_done(fold_dir, key):
         log.info("%s fold %d: done, reusing its predictions", backbone, fold)
         return {split: Predictions.load(fold_dir.predictions(split)) for split in ("oof", "test")}
-    return train_fold(cfg, data, fold_dir, sampling, boxes, dataset.categories.parent, dist, key, resume, tracker)
+    return train_fold(cfg, data, fold_dir, sampling, boxes, dataset.categories.parent, dist, key, resume, tracker,
+                      deadline)
 
 
 def frequency_prior_map20(dataset: Dataset, folds: pd.DataFrame, ids: np.ndarray) -> float:
