@@ -84,26 +84,57 @@ def test_bundle_installs_offline_into_a_bare_environment(bundle, tmp_path):
 
 
 def test_train_then_inference_notebooks_from_a_bundle(demo_dir, bundle, tmp_path):
+    """Two training sessions (the second resumes from the first's output, as a new notebook version does
+    with RESUME_FROM), the cache in scratch space, then the inference notebook on the result."""
     from fathom.config import load_config
     from fathom.data.layout import load_dataset
     from fathom.submission import validate_submission_file
 
-    tiny = ["backbones=[resnet18]", "image_size=32", "epochs=1", "batch_size=16", "folds=[0,1]", "by_backbone={}",
-            "workers=0", "tta_hflip=true"]
-    train = execute("02_train_kaggle", tmp_path, DATA=str(demo_dir), IMAGES=None, BUNDLE=str(bundle),
-                    WORK=str(tmp_path / "train"), CONFIG="demo", OVERRIDES=tiny, BACKBONE=None)
-    run = tmp_path / "train" / "runs" / "demo"
+    tiny = ["backbones=[resnet18]", "image_size=32", "epochs=1", "batch_size=16", "by_backbone={}", "workers=0",
+            "tta_hflip=true"]
+    session = dict(DATA=str(demo_dir), IMAGES=None, BUNDLE=str(bundle), SCRATCH=str(tmp_path / "scratch"),
+                   CONFIG="demo", BACKBONE=None, TIME_BUDGET_H=0, DEVICE="auto")
+    first = execute("02_train_kaggle", tmp_path, **session, WORK=str(tmp_path / "v1"), RESUME_FROM=[],
+                    OVERRIDES=[*tiny, "folds=[0]"])
+    assert "training in this process on the CPU" in text_of(first)
+    done_v1 = (tmp_path / "v1" / "runs" / "demo" / "resnet18" / "fold_0" / "done.json").read_bytes()
+    train = execute("02_train_kaggle", tmp_path, **session, WORK=str(tmp_path / "v2"),
+                    RESUME_FROM=[str(tmp_path / "v1")], OVERRIDES=[*tiny, "folds=[0,1]"])
+    text = text_of(train)
+    assert "resnet18/fold_0 (finished)" in text and "OOF MAP@20" in text
+    run = tmp_path / "v2" / "runs" / "demo"
+    assert (run / "resnet18" / "fold_0" / "done.json").read_bytes() == done_v1  # restored, reused, not retrained
+    assert (run / "resnet18" / "fold_1" / "done.json").is_file() and not (run / "resnet18" / "fold_0").is_symlink()
     fold_cfg = load_config(str(run / "resnet18" / "fold_0" / "config.yaml"))
     assert fold_cfg.weights == {"resnet18": str((bundle / "weights" / "resnet18.safetensors").resolve())}
-    assert (tmp_path / "train" / "submission.csv").is_file() and "OOF MAP@20" in text_of(train)
+    assert (tmp_path / "v2" / "submission.csv").is_file() and "valid (" in text
+    assert len(outputs(train, "text/markdown")) == 1  # the report, its plots inline
+    assert "data:image/png;base64," in outputs(train, "text/markdown")[0]["data"]["text/markdown"]
+    # WORK holds outputs only: the image cache is in SCRATCH
+    assert {p.name for p in (tmp_path / "v2").iterdir()} <= {"runs", "folds", "submission.csv", "submissions",
+                                                           "demo.csv", "demo.json"}, list((tmp_path / "v2").iterdir())
+    assert not list((tmp_path / "v2").rglob("*.npy")) and list((tmp_path / "scratch").rglob("*.npy"))
+    assert not list(run.rglob("last.pt")), "finished folds keep no resume state"
 
     ds = load_dataset(demo_dir, check_images=False)
-    execute("03_inference_kaggle", tmp_path, DATA=str(demo_dir), IMAGES=None, BUNDLE=str(bundle), RUN=str(run),
-            WORK=str(tmp_path / "infer"), TTA=["tta_hflip=false"])
+    infer = execute("03_inference_kaggle", tmp_path, DATA=str(demo_dir), IMAGES=None, BUNDLE=str(bundle), RUN=str(run),
+                    WORK=str(tmp_path / "infer"), SCRATCH=str(tmp_path / "scratch"), TTA=["tta_hflip=false"],
+                    DEVICE="auto")
     submission = tmp_path / "infer" / "submission.csv"
     validate_submission_file(submission, ds.eval["id"], ds.categories.ids)
+    assert "valid (" in text_of(infer) and len(outputs(infer, "text/markdown")) == 1
     assert (tmp_path / "infer" / "runs" / "demo" / "resnet18" / "fold_0" / "best.pt").is_symlink()
     views = (tmp_path / "infer" / "runs" / "demo" / "tta" / "views.json").read_text()
     assert "hflip" not in views  # the inference notebook's own TTA settings were used
     assert not (run / "tta" / "views.json").read_text() == views
     assert pd.read_csv(submission)["categories"].str.split().map(len).eq(20).all()
+
+
+def test_a_failing_rank_fails_the_training_call_with_its_error(tmp_path, capsys):
+    from fathom.errors import FathomError
+    from fathom.launch import train_on_all_gpus
+
+    with pytest.raises(FathomError, match="training on 2 GPUs failed"):
+        train_on_all_gpus("--data", str(tmp_path / "nowhere"), "--folds", str(tmp_path / "f.csv"), "--config", "demo",
+                          gpus=2)
+    assert "data folder not found" in capsys.readouterr().out  # the ranks' output, streamed into the caller's

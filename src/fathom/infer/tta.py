@@ -46,7 +46,7 @@ def fold_config(fold_dir: FoldDir, overrides: list[str] = ()) -> TrainConfig:
         if item.partition("=")[0] not in OVERRIDABLE:
             raise DataError("command line", f"{item!r}: prediction may only change {', '.join(sorted(OVERRIDABLE))}",
                             hint="other settings are fixed by how the fold was trained")
-    return fold_dir.train_config(list(overrides))
+    return fold_dir.train_config(["device=auto", *overrides])  # where it trained says nothing of where it predicts
 
 
 class FoldPredictor:
