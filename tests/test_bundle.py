@@ -121,3 +121,40 @@ def test_restore_run_merges_sessions_of_one_experiment(tmp_path):
 def test_a_folder_without_manifest_is_named(tmp_path):
     with pytest.raises(DataError, match="not a fathom bundle"):
         weight_overrides(tmp_path)
+
+
+def test_restore_for_training_copies_unfinished_folds_and_never_loses_a_finished_one(tmp_path):
+    from fathom.bundle import restore_for_training
+
+    fake_run(tmp_path / "v1" / "runs")  # fold_0 finished, fold_1 unfinished (with last.pt)
+    later = tmp_path / "v2" / "runs" / "e" / "resnet18"
+    for fold in ("fold_0", "fold_1"):  # a later session: fold_0 unfinished again (never replaces), fold_1 further
+        (later / fold).mkdir(parents=True)
+        (later / fold / "last.pt").write_text(f"later {fold}")
+    restored = restore_for_training([tmp_path / "v1", tmp_path / "v2"], tmp_path / "runs", "e")
+    assert restored == ["resnet18/fold_0 (finished)", "resnet18/fold_1 (unfinished)"]
+    dest = tmp_path / "runs" / "e" / "resnet18"
+    assert (dest / "fold_0" / "done.json").is_file() and (dest / "fold_0" / "last.pt").read_text() == "last.pt"
+    assert (dest / "fold_1" / "last.pt").read_text() == "later fold_1" and not (dest / "fold_1" / "best.pt").exists()
+    assert not any(p.is_symlink() for p in dest.rglob("*")), "copies: the output must stand without its inputs"
+    assert restore_for_training([], tmp_path / "runs", "e") == []
+    with pytest.raises(DataError, match="holds no runs/e/ folder"):
+        restore_for_training([tmp_path / "hub-that-is-not-there"], tmp_path / "runs", "e")
+
+
+def test_every_upload_command_shown_keeps_the_subfolders():
+    """`kaggle datasets create/version` skips subfolders unless given --dir-mode tar (or zip): every such
+    command the README, docs, notebooks and the bundle's own README and manifest show carries it."""
+    import re
+
+    from conftest import REPO
+    from fathom.bundle import UPLOAD, bundle_readme
+
+    texts = {p.relative_to(REPO): p.read_text() for p in [REPO / "README.md", *(REPO / "docs").glob("*.md"),
+                                                          *(REPO / "notebooks").glob("*.ipynb")]}
+    texts["bundle README"] = bundle_readme({"git_commit": "x", "wheels": ["fathom"], "weights": {}, "run": None})
+    texts["bundle.json"] = UPLOAD
+    shown = [(name, m.group(0)) for name, text in texts.items()
+             for m in re.finditer(r"kaggle datasets (?:create|version)[^`\n\"]*", text)]
+    assert len(shown) >= 6
+    assert [s for s in shown if "--dir-mode tar" not in s[1] and "--dir-mode zip" not in s[1]] == []

@@ -70,17 +70,60 @@ def bundle(tmp_path_factory) -> Path:
     return root / "fathom-bundle"
 
 
-def test_bundle_installs_offline_into_a_bare_environment(bundle, tmp_path):
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", tmp_path / "venv"], check=True)
-    site = next((tmp_path / "venv" / "lib").glob("python*/site-packages"))
-    wheels = bundle / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--find-links",
-                    wheels, "-r", wheels / "requirements.txt", "--target", site], check=True)
-    run = subprocess.run([tmp_path / "venv" / "bin" / "python", "-c",
-                          "import importlib.resources as r, fathom; "
-                          "print(fathom.__file__, sorted(p.name for p in r.files('fathom.configs').iterdir()))"],
-                         capture_output=True, text=True, check=True)
-    assert str(site) in run.stdout and "'full.yaml'" in run.stdout
+def mounted_like_kaggle(folder: Path, at: Path) -> Path:
+    """`folder` as Kaggle mounts a dataset uploaded with `--dir-mode tar`: packed into an archive with its
+    subfolders, unpacked under /kaggle/input, every file and folder read-only."""
+    import tarfile
+
+    archive = at / f"{folder.name}.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(folder, arcname=folder.name)
+    with tarfile.open(archive) as tar:
+        tar.extractall(at / "input", filter="data")
+    mounted = at / "input" / folder.name
+    for path in sorted(mounted.rglob("*"), reverse=True) + [mounted]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    return mounted
+
+
+def kaggle_like_python(at: Path) -> Path:
+    """A bare venv that sees this environment's packages (Kaggle's image has torch, timm, ...) but not fathom."""
+    import site
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", at / "venv"], check=True)
+    image = at / "image-packages"
+    image.mkdir()
+    for entry in Path(site.getsitepackages()[0]).iterdir():
+        if not entry.name.startswith(("fathom", "__editable__", "_fathom")) and entry.suffix != ".pth":
+            (image / entry.name).symlink_to(entry)
+    own = next((at / "venv" / "lib").glob("python*/site-packages"))
+    (own / "kaggle-image.pth").write_text(f"{image}\n")
+    return at / "venv" / "bin" / "python"
+
+
+def test_the_bundle_round_trip_installs_and_trains_offline(bundle, demo_dir, tmp_path):
+    """The bundle archived and mounted read-only as Kaggle does, 02's own install cell run in a bare
+    environment, then a tiny training from the installed wheel with the bundle's weights."""
+    mounted = mounted_like_kaggle(bundle, tmp_path)
+    python = kaggle_like_python(tmp_path)
+    book = nbformat.read(NOTEBOOKS / "02_train_kaggle.ipynb", as_version=4)
+    install = next(c.source for c in book.cells if c.cell_type == "code" and "find-links" in c.source)
+    script = f"""BUNDLE = {str(mounted)!r}
+{install}
+import fathom
+from fathom.bundle import weight_overrides
+from fathom.cli import run_command
+print("fathom from", fathom.__file__)
+run_command("folds", "--data", {str(demo_dir)!r}, "--n-folds", 3, "--out", "folds.csv")
+run_command("train", "--data", {str(demo_dir)!r}, "--folds", "folds.csv", "--config", "demo", "--runs", "runs",
+            "backbones=[resnet18]", "image_size=32", "epochs=1", "batch_size=16", "folds=[0]", "by_backbone={{}}",
+            "workers=0", "cache_dir=cache", *weight_overrides(BUNDLE))
+"""
+    assert subprocess.run([python, "-c", "import fathom"], capture_output=True).returncode != 0, "fathom is absent"
+    run = subprocess.run([python, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert f"fathom from {tmp_path / 'venv'}" in run.stdout and "demo/resnet18: OOF MAP@20" in run.stdout
+    assert (tmp_path / "runs" / "demo" / "resnet18" / "fold_0" / "done.json").is_file()
 
 
 def test_train_then_inference_notebooks_from_a_bundle(demo_dir, bundle, tmp_path):

@@ -32,6 +32,9 @@ from fathom.provenance import git_commit
 KAGGLE_LACKS = ("iterative-stratification",)
 MANIFEST = "bundle.json"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+# the CLI's --dir-mode defaults to skip, which drops every subfolder (wheels/, weights/, src/, runs/)
+UPLOAD = ("kaggle datasets create -p THIS_FOLDER --dir-mode tar  "
+          "(a new version: kaggle datasets version -p THIS_FOLDER --dir-mode tar -m MSG)")
 RUN_FILES_LEFT_OUT = ("last.pt", "*.tmp", "wandb", "__pycache__")  # resume state and logs: not for inference
 
 
@@ -150,7 +153,7 @@ def build_bundle(out: Path, backbones: list[str] = (), weights_from: Path | None
         manifest = {"git_commit": git_commit(), "python": sys.version.split()[0],
                     "wheels": add_wheels(building / "wheels", list(extra_wheels), list(pip_args)),
                     "weights": add_weights(building / "weights", list(backbones), weights_from) if backbones else {},
-                    "run": None}
+                    "run": None, "upload": UPLOAD}
         shutil.copytree(Path(__file__).parent, building / "src" / "fathom",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         if exp:
