@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bash run.sh                              the whole pipeline on the built-in demo data (CPU, no download)
 # bash run.sh test [PYTEST ARGS]           set up, then run the test suite
+# bash run.sh gpu-check [ARGS]             set up, then the CUDA check (python -m fathom bench gpu) into BENCHMARKS.md
 # bash run.sh --data DIR [--images DIR] [--config full|FILE]
 #                                          the pipeline on a real competition folder (train on a GPU)
 #
@@ -51,6 +52,11 @@ case "${1:-}" in
     shift
     exec "$PY" -m pytest "$@"
     ;;
+  gpu-check)
+    shift
+    mkdir -p benchmarks
+    exec "$PY" -m fathom bench gpu --out benchmarks/gpu.json --benchmarks BENCHMARKS.md "$@"
+    ;;
   --data)
     data=${2:?"usage: bash run.sh --data DIR [--images DIR] [--config full|FILE]"}
     shift 2
@@ -70,7 +76,7 @@ case "${1:-}" in
     pipeline data/demo folds/demo_5fold_seed42_dive.csv demo
     ;;
   *)
-    echo "usage: bash run.sh [test [PYTEST ARGS] | --data DIR [--images DIR] [--config full|FILE]]" >&2
+    echo "usage: bash run.sh [test [PYTEST ARGS] | gpu-check [ARGS] | --data DIR [--images DIR] [--config full|FILE]]" >&2
     exit 2
     ;;
 esac

@@ -1,11 +1,14 @@
 """The speed benchmark runs end to end at a tiny size and reports every number its tables need
 (the numbers themselves live in BENCHMARKS.md, never in assertions about speed)."""
 
+import json
+
 import pytest
 import torch
 
 from fathom.bench.speed import NaiveFrames, Variant, forward_flops, run_speed_bench, variants
 from fathom.bench.tables import speed_tables
+from fathom.cli import main
 from fathom.config import load_config
 from fathom.data.layout import load_dataset
 from fathom.models.net import FathomNet
@@ -102,3 +105,31 @@ def test_scale_bench_tiny(tmp_path):
     plot_scale(result, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").stat().st_size > 10_000
     assert scale_table(result).count("\n") == 5
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_on_the_cpu_at_tiny_sizes_and_fills_its_section(tmp_path, capsys):
+    from fathom.bench.gpu import BEGIN, END
+
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text(f"# Benchmarks\n\n{BEGIN}\nnot measured yet\n{END}\n\n## Next\n")
+    out = tmp_path / "gpu.json"
+    assert main(["bench", "gpu", "--backbones", "resnet18", "--size", "32", "--batch", "2", "--repeats", "1",
+                 "--frames", "6", "--workers", "0", "--out", str(out), "--benchmarks", str(benchmarks)]) == 0
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["steps"][0]["train_img_s"] > 0
+    assert result["training"]["epoch_train_img_s"] > 0 and result["training"]["loader_crops_s"] > 0
+    text = benchmarks.read_text()
+    assert "not measured yet" not in text and "| resnet18 | 32 | 2 | bf16 CL |" in text and text.endswith("## Next\n")
+    assert text.count(BEGIN) == 1 and "crop loader img/s" in text
+
+
+@pytest.mark.slow
+def test_the_cache_bench_compares_formats_and_projects_the_real_size(demo_dir, tmp_path, capsys):
+    out = tmp_path / "cache.json"
+    assert main(["bench", "cache", "--data", str(demo_dir), "--n-images", "6", "--long-side", "96", "--crop-size",
+                 "48", "--image-size", "32", "--cache-dir", str(tmp_path), "--out", str(out)]) == 0
+    rows = {r["format"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["npy"]["bytes_per_pixel"] > 3 and rows["jpeg"]["mb_per_frame"] < rows["npy"]["mb_per_frame"]
+    assert rows["jpeg"]["read_frames_s"] > 0 and rows["jpeg"]["crop_samples_s"] > 0 and rows["jpeg"]["real_gb"] is None
+    assert "| jpeg |" in capsys.readouterr().out

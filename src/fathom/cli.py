@@ -76,6 +76,39 @@ def cmd_bench_quality(args) -> int:
     return 0
 
 
+def cmd_bench_cache(args) -> int:
+    import tempfile
+
+    import pandas as pd
+
+    from fathom.bench.cache import run_cache_bench
+    from fathom.bench.tables import cache_table
+    from fathom.data.layout import read_coco_images, SPLIT_JSON
+
+    dataset = load(args)
+    paths = list(dataset.train["path"][: args.n_images])
+    real = pd.concat([read_coco_images(args.real / SPLIT_JSON[s]) for s in SPLIT_JSON]) if args.real else None
+    sizes = list(zip(real["width"], real["height"])) if real is not None else []
+    with tempfile.TemporaryDirectory(dir=args.cache_dir) as cache:
+        result = run_cache_bench(paths, Path(cache), args.long_side, args.crop_size, args.image_size, sizes)
+    record_bench(result, args.out)
+    print(cache_table(result))
+    return 0
+
+
+def cmd_bench_gpu(args) -> int:
+    from fathom.bench.gpu import gpu_tables, run_gpu_check, write_into
+
+    result = run_gpu_check(args.backbones, args.size, args.batch, args.repeats, args.compile, args.frames,
+                           args.workers, args.crop_size)
+    record_bench(result, args.out)
+    tables = gpu_tables(result) + f"\n(`{result['command']}`, commit `{result['git_commit']}`, {result['date']})\n"
+    if args.benchmarks:
+        write_into(args.benchmarks, tables)
+    print(tables)
+    return 0
+
+
 def cmd_bench_scale(args) -> int:
     from fathom.bench.scale import plot_scale, run_scale_bench
     from fathom.bench.tables import scale_table
@@ -297,6 +330,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=2")
     p.set_defaults(func=cmd_bench_quality)
+    p = bench.add_parser("cache", help="image cache formats: bytes per frame, read and crop rates, the real data's size")
+    add_data_args(p)
+    p.add_argument("--n-images", type=int, default=48, help="train frames to cache (default: %(default)s)")
+    p.add_argument("--long-side", type=int, default=960, help="(default: %(default)s, the full config's)")
+    p.add_argument("--crop-size", type=int, default=384, help="(default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=384, help="(default: %(default)s)")
+    p.add_argument("--real", type=Path, default=None, help="a folder with the real label files: project their size")
+    p.add_argument("--cache-dir", type=Path, default=None, help="where the temporary caches go (default: the system's)")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    p.set_defaults(func=cmd_bench_cache)
+    p = bench.add_parser("gpu", help="the CUDA check: backbone steps under fp16/bf16, a short real-size crops training")
+    p.add_argument("--backbones", nargs="+", default=["resnet18", "densenet121", "efficientnet_b0", "convnext_tiny"])
+    p.add_argument("--size", type=int, default=384, help="(default: %(default)s, the full config's)")
+    p.add_argument("--batch", type=int, default=32, help="(default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=10, help="timed batches per step measurement")
+    p.add_argument("--compile", action="store_true", help="add a torch.compile (fp16) variant")
+    p.add_argument("--crop-size", type=int, default=384, help="crops and tiles, in pixels at long side 960")
+    p.add_argument("--frames", type=int, default=96, help="rendered 1920x1080 training frames (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=4, help="loader workers of the training (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--benchmarks", type=Path, default=None, help="write the tables into this file's GPU-check section")
+    p.set_defaults(func=cmd_bench_gpu)
     p = bench.add_parser("scale", help="one backbone's time and memory against training images and image size")
     p.add_argument("--config", default="demo", help="(default: %(default)s)")
     p.add_argument("--backbone", default="resnet18", help="(default: %(default)s)")

@@ -34,6 +34,18 @@ def speed_tables(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def cache_table(result: dict) -> str:
+    """The cache formats: size, build, reads and crop samples per second, the real data's projected size."""
+    sizes = ", ".join(f"{w}x{h}" for w, h in result["frame_sizes"])
+    return (f"Frames cached at long side {result['long_side']} ({sizes}); crop samples: a {result['crop_size']}-px "
+            f"window read, cut and transformed to {result['image_size']} px, one core.\n\n" + markdown_table(
+                ["format", "MB per frame", "bytes per pixel", "build frames/s", "read frames/s", "crop samples/s",
+                 f"real data ({result['rows'][0]['real_frames']} frames) GB"],
+                [[r["format"], r["mb_per_frame"], r["bytes_per_pixel"], r["build_frames_s"], r["read_frames_s"],
+                  r["crop_samples_s"], "-" if r["real_gb"] is None else f"{r['real_gb']:.1f}"]
+                 for r in result["rows"]]) + "\n")
+
+
 def quality_table(result: dict) -> str:
     """One row per recipe: demo eval MAP@20, sAUC, score; held-out OOF MAP@20; cost."""
     def optional(v):
