@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=2")
     p.set_defaults(func=cmd_bench_quality)
-    p = bench.add_parser("cache", help="image cache formats: bytes per frame, read and crop rates, the real data's size")
+    p = bench.add_parser("cache", help="image cache formats: bytes per frame, reads, crops, the real data's size")
     add_data_args(p)
     p.add_argument("--n-images", type=int, default=48, help="train frames to cache (default: %(default)s)")
     p.add_argument("--long-side", type=int, default=960, help="(default: %(default)s, the full config's)")

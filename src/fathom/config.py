@@ -94,8 +94,8 @@ class TrainConfig:
     wandb: bool = False  # track with Weights & Biases (also on when WANDB_API_KEY is set); never required
     wandb_project: str = "fathomnet2023"
     workers: int = 2
-    cache_dir: str = "cache"  # relative: under fathom.paths.scratch_dir() (on Kaggle /kaggle/temp, not the saved output)
-    cache_format: str = "npy"  # npy (fastest reads, 1.5 MB per 960x540 frame) | jpeg (about a tenth; one decode per read)
+    cache_dir: str = "cache"  # relative: under fathom.paths.scratch_dir() (Kaggle: /kaggle/temp, not the output)
+    cache_format: str = "npy"  # npy (fastest reads, 1.5 MB per 960x540 frame) | jpeg (far smaller; a decode per read)
     time_budget_h: float = 0.0  # stop training at the first epoch boundary after this many hours (0: no limit)
     keep_last: bool = False  # keep a finished fold's last.pt (resume state; only best.pt is needed to predict)
     tta_hflip: bool = True  # `python -m fathom predict`: add the mirrored view

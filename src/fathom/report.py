@@ -137,12 +137,20 @@ def inline_images(markdown: str, folder: Path) -> str:
     return IMAGE_LINK.sub(embed, markdown)
 
 
-def show_report(runs: Path, exp: str) -> None:
-    """Display runs/<exp>/report.md in a notebook, its plots inline."""
-    from IPython.display import Markdown, display
+@dataclass(frozen=True)
+class Markdown:
+    """Text a notebook renders as Markdown (Jupyter calls `_repr_markdown_`; no IPython import needed)."""
 
+    text: str
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+
+def show_report(runs: Path, exp: str) -> Markdown:
+    """runs/<exp>/report.md with its plots inline: the last expression of a notebook cell shows it."""
     path = Experiment(runs, exp).report
-    display(Markdown(inline_images(path.read_text(), path.parent)))
+    return Markdown(inline_images(path.read_text(), path.parent))
 
 
 def gap_lines(record: EnsembleRecord, gap: Gap) -> list[str]:

@@ -1,9 +1,9 @@
 """A pre-resized image cache: every frame decoded once, stored as uint8 .npy or as a JPEG.
 
 `.npy` (`cache_format: npy`) is the fastest to read (no decode; crops and tiles read only their rows
-through a memory map) and the largest: a 960x540 frame is 1.5 MB. `jpeg` stores the same frame in
-about a tenth of that (quality 90; BENCHMARKS.md, "The compact cache") for one JPEG decode per read:
-what the real data needs to fit a Kaggle disk. Readers go through `read_frame` and `frame_shape`,
+through a memory map) and the largest: a 960x540 frame is 1.5 MB. `jpeg` stores the same frame in a
+small fraction of that (quality 90; a fortieth on the demo's synthetic frames, BENCHMARKS.md, "The
+image cache on a Kaggle disk") for one JPEG decode per read: what the real data needs on a Kaggle disk. Readers go through `read_frame` and `frame_shape`,
 which dispatch on the file's suffix.
 """
 

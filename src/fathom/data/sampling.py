@@ -97,7 +97,8 @@ class Crops(Frames):
 
     def cache(self, size: int | None = None) -> ImageCache:
         """Crops and tiles are cut from one cache at crop_long_side (a TTA scale resizes the cut views)."""
-        return ImageCache(cache_root(self.cfg.cache_dir), self.cfg.crop_long_side, side="long", fmt=self.cfg.cache_format)
+        return ImageCache(cache_root(self.cfg.cache_dir), self.cfg.crop_long_side, side="long",
+                          fmt=self.cfg.cache_format)
 
     def boxes(self, dataset: Competition) -> Boxes:
         boxes = load_boxes(dataset.root, dataset.categories)
