@@ -212,10 +212,9 @@ def restore_for_training(outputs: list[Path], runs: Path, exp: str) -> list[str]
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(fold_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
             restored[key] = "finished" if finished else "unfinished"
-        for name in ("summary.json",):
-            if (source / name).is_file():
-                dest.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source / name, dest / name)
+        if (source / "summary.json").is_file():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / "summary.json", dest / "summary.json")
     return [f"{key} ({state})" for key, state in sorted(restored.items())]
 
 

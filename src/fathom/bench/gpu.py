@@ -16,6 +16,7 @@ The result goes to JSON and, with `--benchmarks FILE`, into FILE between the GPU
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import time
@@ -29,7 +30,7 @@ from fathom.bench.cache import crop_sampler
 from fathom.bench.speed import Variant, machine, matmul_peak, step_throughput
 from fathom.bench.tables import markdown_table
 from fathom.config import load_config
-from fathom.data.cache import ImageCache
+from fathom.data.sampling import sampling_for
 from fathom.data.layout import load_dataset
 from fathom.demo.make import make_demo
 from fathom.device import choose_device, require_gpu
@@ -95,13 +96,13 @@ def real_size_training(work: Path, frames: int, size: int, crop_size: int, batch
                                f"batch_size={batch}", f"workers={workers}", "ema=false", "patience=0",
                                f"cache_dir={work / 'cache'}", f"device={device.type}", "tta_hflip=false"])
     start = time.perf_counter()
-    files = ImageCache(work / "cache", cfg.crop_long_side, side="long", fmt="jpeg").build(list(dataset.train["path"]))
+    files = sampling_for(cfg).cache().build(list(dataset.train["path"]))  # the JPEG cache training reads
     cache_s = time.perf_counter() - start
     start = time.perf_counter()
     train(cfg, dataset, folds, work / "runs")
     fold = work / "runs" / "full" / "resnet18" / "fold_0"
     metrics = pd.read_csv(fold / "metrics.csv")
-    done = __import__("json").loads((fold / "done.json").read_text())
+    done = json.loads((fold / "done.json").read_text())
     return {"frames": len(dataset.train) + len(dataset.eval), "size": size, "crop_size": crop_size, "batch": batch,
             "workers": workers,
             "cache_jpeg_s": cache_s, "train_command_s": time.perf_counter() - start, "fold_s": done["seconds"],

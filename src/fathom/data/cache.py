@@ -3,8 +3,8 @@
 `.npy` (`cache_format: npy`) is the fastest to read (no decode; crops and tiles read only their rows
 through a memory map) and the largest: a 960x540 frame is 1.5 MB. `jpeg` stores the same frame in a
 small fraction of that (quality 90; a fortieth on the demo's synthetic frames, BENCHMARKS.md, "The
-image cache on a Kaggle disk") for one JPEG decode per read: what the real data needs on a Kaggle disk. Readers go through `read_frame` and `frame_shape`,
-which dispatch on the file's suffix.
+image cache on a Kaggle disk") for one JPEG decode per read: what the real data needs on a Kaggle
+disk. Readers go through `read_frame` and `frame_shape`, which dispatch on the file's suffix.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import numpy as np
 from PIL import Image
 
 from fathom.atomic import atomic_open
-from fathom.data.images import DECODE_ERRORS, DECODE_HINT, open_rgb
+from fathom.data.images import image_size, open_rgb
 from fathom.errors import DataError
 
 log = logging.getLogger(__name__)
 
 SUFFIX = {"npy": ".npy", "jpeg": ".jpg"}  # cache_format -> file suffix
 JPEG_QUALITY = 90
-JPEG_BYTES_PER_PIXEL = 0.35  # a generous bound for the disk check (measured 0.05-0.2 B/px: BENCHMARKS.md)
+JPEG_BYTES_PER_PIXEL = 0.35  # the disk check's budget: a guess well above the demo's measured 0.07 (BENCHMARKS.md)
 NPY_HEADER = 128
 
 
@@ -62,8 +62,9 @@ class ImageCache:
         image = open_rgb(path, self.size)  # DataError naming the file when it does not decode
         return np.asarray(image.resize(self.cached_size(*image.size), Image.BILINEAR, reducing_gap=3.0))
 
-    def ensure(self, path: str) -> Path:
-        target = self.file_for(path)
+    def ensure(self, path: str, target: Path | None = None) -> Path:
+        """The cache file of `path` (`target`: its file_for, if known), written when missing."""
+        target = target or self.file_for(path)
         if not target.is_file():
             pixels = self.resize(path)
             with atomic_open(target, "wb") as fh:
@@ -97,20 +98,12 @@ class ImageCache:
         """Cache every path (threads: PIL decodes outside the GIL); returns the cache files in order.
         Says first how much disk the frames not yet cached need, and stops when it is not there."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        line = self.check_space([p for p in dict.fromkeys(paths) if not self.file_for(p).is_file()])
+        targets = [self.file_for(p) for p in paths]
+        line = self.check_space(list(dict.fromkeys(p for p, t in zip(paths, targets) if not t.is_file())))
         if line:
             log.info("%s", line)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            return list(pool.map(self.ensure, paths))
-
-
-def image_size(path: str) -> tuple[int, int]:
-    """(width, height) of an image file from its header; a file that does not open is named."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except DECODE_ERRORS as err:
-        raise DataError(path, f"cannot read the image header ({err.__class__.__name__})", hint=DECODE_HINT) from None
+            return list(pool.map(self.ensure, paths, targets))
 
 
 def read_frame(file: str | Path, mmap: bool = False) -> np.ndarray:

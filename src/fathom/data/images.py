@@ -37,6 +37,15 @@ def open_rgb(path: str, at_least: int) -> Image.Image:
         raise DataError(path, f"cannot decode image ({err.__class__.__name__}: {err})", hint=DECODE_HINT) from None
 
 
+def image_size(path: str) -> tuple[int, int]:
+    """(width, height) of an image file from its header; a file that does not open is named."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except DECODE_ERRORS as err:
+        raise DataError(path, f"cannot read the image header ({err.__class__.__name__})", hint=DECODE_HINT) from None
+
+
 def unusable_reason(path: str, every_byte: bool = False) -> str | None:
     """None when `path` opens as an image, else why not ("missing", "empty", "not an image", "truncated
     or corrupt"). The header alone is read unless `every_byte`: then a PNG's chunks are checked

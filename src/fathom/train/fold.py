@@ -53,9 +53,8 @@ log = logging.getLogger(__name__)
 # Keys that change no trained weight: where files go, how fast they load, which lists of folds and
 # backbones an experiment holds, how prediction augments. Every other key of the resolved config is in
 # a fold's fingerprint.
-NOT_TRAINING_KEYS = ("name", "backbones", "folds", "by_backbone", "workers", "cache_dir", "wandb", "wandb_project", "device",
-                     "time_budget_h", "keep_last",
-                     "tta_hflip", "tta_scales")
+NOT_TRAINING_KEYS = ("name", "backbones", "folds", "by_backbone", "workers", "cache_dir", "wandb", "wandb_project",
+                     "device", "time_budget_h", "keep_last", "tta_hflip", "tta_scales")
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -210,6 +209,11 @@ class OutOfTime(Exception):
     """The training time budget ran out at an epoch boundary; last.pt holds everything to resume."""
 
 
+def past_deadline(dist: Distributed, deadline: float) -> bool:
+    """Whether the budget is spent, decided alike on every rank (their clocks may differ: all stop if one must)."""
+    return bool(dist.sum(float(time.monotonic() > deadline)))
+
+
 def fit(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: FoldDir, dist: Distributed,
         resume: bool = False, tracker: Tracker | None = None, deadline: float = math.inf) -> None:
     """The epochs: train, validate, keep best.pt (best validation MAP@20) and last.pt (resume). Past
@@ -221,7 +225,7 @@ def fit(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: FoldDir, d
         log.info("%s: resumed after epoch %d", name, start - 1)
     stale = 0
     for epoch in range(start, cfg.epochs):
-        if dist.sum(float(time.monotonic() > deadline)):  # rank 0's clock may differ: all stop if one must
+        if past_deadline(dist, deadline):
             raise OutOfTime(f"{name}: stopped before epoch {epoch} of {cfg.epochs}")
         parts.batches.sampler.set_epoch(epoch)
         metrics, step = train_one_epoch(parts.trained, parts.batches, parts.loss_fn, parts.optimizer, parts.scheduler,
@@ -308,7 +312,7 @@ def train_fold(cfg: TrainConfig, data: FoldData, fold_dir: FoldDir, sampling: Fr
                parent: np.ndarray, dist: Distributed, key: str, resume: bool = False,
                tracker: Tracker | None = None, deadline: float = math.inf) -> dict[str, Predictions]:
     """Build, fit and predict one fold; returns its {oof, test} predictions. OutOfTime past `deadline`."""
-    if dist.sum(float(time.monotonic() > deadline)):
+    if past_deadline(dist, deadline):  # before building the fold's model and loaders
         raise OutOfTime(f"{fold_dir.backbone} fold {fold_dir.fold}: not started")
     started = time.perf_counter()
     if dist.is_main:
