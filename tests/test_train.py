@@ -56,6 +56,23 @@ def test_validation_runs_every_val_every_epochs_and_after_the_last_under_the_inf
     assert all(fold_module.is_validation_epoch(e, 5, 1) for e in range(5))
 
 
+def test_reference_frames_samples_the_training_frames_predicted_as_the_osd_reference(tiny, tmp_path):
+    dataset, folds = tiny
+    assert list(fold_module.reference_sample(5, 0, 0)) == list(range(5)) == list(fold_module.reference_sample(5, 9, 0))
+    sample = fold_module.reference_sample(40, 8, 1)
+    assert len(set(sample)) == 8 and list(sample) == sorted(sample) and (sample < 40).all()
+    assert list(sample) == list(fold_module.reference_sample(40, 8, 1))  # seeded: a rerun predicts the same frames
+    train(tiny_config(tmp_path, epochs=1, reference_frames=8), dataset, folds, tmp_path / "runs")
+    fold0 = tmp_path / "runs" / "tiny" / "resnet18" / "fold_0"
+    reference, oof = (Predictions.load(fold0 / f"{split}.npz") for split in ("train", "oof"))
+    in_training_part = dataset.train["id"].map(folds.set_index("id")["fold"]) != 0
+    training_part = set(dataset.train["id"][in_training_part].head(40).astype(str))
+    assert len(reference.ids) == 8 and set(reference.ids.astype(str)) <= training_part and not set(reference.ids) & set(oof.ids)
+    assert reference.extras["embedding"].shape == (8, 512)
+    with pytest.raises(DataError, match="reference_frames"):
+        tiny_config(tmp_path, reference_frames=-1).validate("test")
+
+
 @pytest.mark.slow
 def test_train_writes_fold_files_and_assembled_predictions(tiny, tmp_path):
     dataset, folds = tiny

@@ -98,6 +98,7 @@ class TrainConfig:
     cache_format: str = "npy"  # npy (fastest reads, 1.5 MB per 960x540 frame) | jpeg (far smaller; a decode per read)
     time_budget_h: float = 0.0  # stop training at the first epoch boundary after this many hours (0: no limit)
     keep_last: bool = False  # keep a finished fold's last.pt (resume state; only best.pt is needed to predict)
+    reference_frames: int = 0  # training frames a fold predicts as the feature-based osd reference (a seeded sample; 0: all)
     tta_hflip: bool = True  # `python -m fathom predict`: add the mirrored view
     tta_scales: list[float] = field(default_factory=lambda: [1.0])  # and/or these multiples of image_size
     limit: int = 0  # smoke runs: use at most this many images per split; 0 = all
@@ -139,6 +140,8 @@ class TrainConfig:
                     "tile_topk", "val_every"):
             if getattr(self, key) < 1:
                 raise DataError(source, f"{key} must be at least 1", where=key)
+        if self.reference_frames < 0:
+            raise DataError(source, "reference_frames must be >= 0 (0: every training frame)", where="reference_frames")
         if not self.tta_scales or min(self.tta_scales) <= 0:
             raise DataError(source, "tta_scales must list positive multiples of image_size, e.g. [1.0, 1.25]",
                             where="tta_scales")

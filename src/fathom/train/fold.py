@@ -274,12 +274,14 @@ def predict_best(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: F
     last. Tiled: the rule chosen on validation combines both (every rule's MAP@20 is in done.json)."""
     predictor, eval_transform_ = parts.predictor, parts.transforms["eval"]
     predictor.model.load_state_dict(load_checkpoint(fold_dir.best, parts.precision.device)["model"])
+    reference = reference_sample(len(data.ids["train"]), cfg.reference_frames, cfg.seed + fold_dir.fold)
+    files = {**data.files, "train": [data.files["train"][i] for i in reference]}
+    ids = {**data.ids, "train": data.ids["train"][reference]}
     rows, views = {}, {}
     for split in ("valid", "eval", "train"):
-        rows[split], views[split] = predictor.rows(split if split != "train" else None, data.files[split],
-                                                   eval_transform_)
+        rows[split], views[split] = predictor.rows(split if split != "train" else None, files[split], eval_transform_)
     rule, rule_scores = predictor.sampling.choose_rule(rows["valid"], views["valid"], data.targets["valid"][0])
-    out = {name: as_predictions(data.ids[split], predictor.sampling.frames(rows[split], views[split], rule))
+    out = {name: as_predictions(ids[split], predictor.sampling.frames(rows[split], views[split], rule))
            for name, split in (("oof", "valid"), ("test", "eval"), ("train", "train"))}
     if dist.is_main:
         for split, predictions in out.items():
@@ -293,6 +295,15 @@ def predict_best(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: F
             fold_dir.last.unlink(missing_ok=True)  # resume state of a finished fold: only best.pt predicts
     dist.barrier()  # every rank sees done.json before deciding what to train next
     return out
+
+
+def reference_sample(n: int, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of the training frames predicted as the out-of-sample reference (train.npz): all of
+    them when `size` is 0 or at least n, else a sample of `size` drawn from `seed`. Under tiling a training
+    frame costs ~7 views, and on the demo these frames were more than half of a fold's final prediction rows."""
+    if not size or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
 def as_predictions(ids: np.ndarray, frames: dict[str, np.ndarray]) -> Predictions:
