@@ -67,7 +67,8 @@ def test_reference_frames_samples_the_training_frames_predicted_as_the_osd_refer
     reference, oof = (Predictions.load(fold0 / f"{split}.npz") for split in ("train", "oof"))
     in_training_part = dataset.train["id"].map(folds.set_index("id")["fold"]) != 0
     training_part = set(dataset.train["id"][in_training_part].head(40).astype(str))
-    assert len(reference.ids) == 8 and set(reference.ids.astype(str)) <= training_part and not set(reference.ids) & set(oof.ids)
+    assert len(reference.ids) == 8 and set(reference.ids.astype(str)) <= training_part
+    assert not set(reference.ids) & set(oof.ids)
     assert reference.extras["embedding"].shape == (8, 512)
     with pytest.raises(DataError, match="reference_frames"):
         tiny_config(tmp_path, reference_frames=-1).validate("test")

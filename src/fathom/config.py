@@ -120,7 +120,8 @@ class TrainConfig:
                             where="batch_size")
         if not 0 <= self.distill_weight <= 1:
             raise DataError(source, "distill_weight must be between 0 and 1", where="distill_weight")
-        for key in ("mixup_alpha", "cutmix_alpha", "label_smoothing", "logit_adjustment", "repeat_threshold"):
+        for key in ("mixup_alpha", "cutmix_alpha", "label_smoothing", "logit_adjustment", "repeat_threshold",
+                    "reference_frames"):
             if getattr(self, key) < 0:
                 raise DataError(source, f"{key} must be >= 0", where=key)
         for backbone, values in self.by_backbone.items():
@@ -140,8 +141,6 @@ class TrainConfig:
                     "tile_topk", "val_every"):
             if getattr(self, key) < 1:
                 raise DataError(source, f"{key} must be at least 1", where=key)
-        if self.reference_frames < 0:
-            raise DataError(source, "reference_frames must be >= 0 (0: every training frame)", where="reference_frames")
         if not self.tta_scales or min(self.tta_scales) <= 0:
             raise DataError(source, "tta_scales must list positive multiples of image_size, e.g. [1.0, 1.25]",
                             where="tta_scales")
