@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
-from fathom.ensemble.osd_choice import Evidence, choose_osd, combined, single_scores
+from fathom.data.features import LOG_COLOUR, N_APPEARANCE
+from fathom.ensemble.osd_choice import DIVE, Evidence, candidates, choose_osd, combined, single_scores
 from fathom.metric import map_at_k_from_probs
 
 
@@ -73,23 +74,40 @@ def test_tune_exponent_uses_an_informative_super_head_and_ignores_a_useless_one(
     assert tune_exponent(fine, np.full((n, 20), 0.5), parent, targets) == 0.0  # flat: ties go to b = 0
 
 
-def evidence(n, rng, confident, bright):
-    """n images: confident ones have one high class; bright ones have unusual colour statistics."""
+def evidence(n, rng, confident, bright, dives=None):
+    """n images: confident ones have one high class; bright ones have unusual colour statistics (linear and log)."""
     fine = rng.uniform(0, 0.2, (n, 290))
     fine[:, 0] = np.where(confident, 0.95, 0.1)
-    colour = rng.normal(size=(n, 6)) + np.where(bright, 6.0, 0.0)[:, None]
-    return Evidence(fine, rng.uniform(0, 1, (n, 20)), np.stack([fine, fine * 0.9]), colour,
-                    rng.normal(size=(100, 6)))
+    appearance = rng.normal(size=(n, N_APPEARANCE))
+    appearance[:, :LOG_COLOUR.stop] += np.where(bright, 6.0, 0.0)[:, None]
+    return Evidence(fine, rng.uniform(0, 1, (n, 20)), np.stack([fine, fine * 0.9]), appearance,
+                    rng.normal(size=(100, N_APPEARANCE)), dives=dives)
+
+
+SINGLES = {"max_prob", "entropy", "energy", "super", "disagreement", "colour", "log_colour", "log_colour_aligned"}
 
 
 def test_single_scores_cover_every_method():
     rng = np.random.default_rng(3)
     scores = single_scores(evidence(40, rng, np.ones(40, bool), np.zeros(40, bool)))
-    assert set(scores) == {"max_prob", "entropy", "energy", "super", "disagreement", "colour"}
+    assert set(scores) == SINGLES
     assert all(s.shape == (40,) and np.isfinite(s).all() for s in scores.values())
     one_member = evidence(40, rng, np.ones(40, bool), np.zeros(40, bool))
     one_member.member_fine = one_member.member_fine[:1]
     assert "disagreement" not in single_scores(one_member)
+
+
+def test_dive_scores_are_the_mean_over_the_frames_of_a_dive():
+    rng = np.random.default_rng(5)
+    dives = np.array(["Ventana/0001"] * 3 + ["Tiburon/0002"] * 2 + [""] * 3)  # "": no dive in the url
+    scores = single_scores(evidence(8, rng, rng.random(8) < 0.5, np.zeros(8, bool), dives))
+    assert set(scores) == SINGLES | {name + DIVE for name in SINGLES}
+    frame, dive = scores["max_prob"], scores["max_prob@dive"]
+    assert np.allclose(dive[:3], frame[:3].mean()) and np.allclose(dive[3:5], frame[3:5].mean())
+    assert np.allclose(dive[5:], frame[5:])  # frames without a dive are their own group
+    names = candidates(list(scores))
+    assert "max_prob+colour" in names and "max_prob@dive+colour@dive" in names
+    assert not any(("@dive" in n.split("+")[0]) != ("@dive" in n.split("+")[1]) for n in names if "+" in n)
 
 
 def test_choose_osd_prefers_the_pair_when_each_criterion_needs_a_different_signal():
@@ -155,17 +173,30 @@ def test_osd_measurements_are_weighted_by_their_sample_sizes():
     assert criterion_weights([], many) == {"held_out_categories": 0.0, "train_vs_test": 1.0}
 
 
-def test_train_vs_test_is_left_out_when_the_whole_eval_set_is_shifted():
+def test_under_a_shared_shift_train_vs_test_counts_only_for_the_shift_robust_methods():
     """If validation and eval frames are told apart better than an out-of-sample share of at most a half
-    allows, in-sample eval frames are unlike validation frames and train vs test only measures the shift."""
+    allows, in-sample eval frames are unlike validation frames: train vs test then measures the shift for a
+    method that sees it, and counts only for the methods that standardise each set by its own statistics."""
     from fathom.ensemble.novelty import separability
-    from fathom.ensemble.osd_choice import MAX_OOS_SHARE, criterion_weights
+    from fathom.ensemble.osd_choice import MAX_OOS_SHARE, is_shifted, shift_robust
 
     rng = np.random.default_rng(0)
     valid = rng.normal(size=(200, 6))
     same = separability(valid, rng.normal(size=(150, 6)))
     shifted = separability(valid, rng.normal(size=(150, 6)) + 1.5)  # another camera: every eval frame moves
-    assert abs(same) < 0.2 < MAX_OOS_SHARE < shifted
-    few, many = [({}, np.r_[np.ones(10), np.zeros(300)])], [({}, np.r_[np.ones(400), np.zeros(300)])]
-    assert criterion_weights(few, many, same)["train_vs_test"] > 0.9
-    assert criterion_weights(few, many, shifted) == {"held_out_categories": 1.0, "train_vs_test": 0.0}
+    assert abs(same) < 0.2 < MAX_OOS_SHARE < shifted and is_shifted(shifted) and not is_shifted(same)
+    assert shift_robust("log_colour_aligned@dive") and shift_robust("knn_aligned+log_colour_aligned")
+    assert not shift_robust("log_colour") and not shift_robust("knn_aligned+max_prob")
+    new = np.arange(60) < 15
+    held_out = [({"colour": rng.normal(size=60), "colour_aligned": rng.normal(size=60)}, new.astype(float))]
+    is_test = np.arange(80) >= 40
+    flags_the_camera = is_test + rng.normal(0, 0.1, 80)  # train vs test 1.0, says nothing of what is new
+    shift = [({"colour": flags_the_camera, "colour_aligned": is_test * 0.3 + rng.normal(0, 0.5, 80)},
+              is_test.astype(float))]
+    for shift_sauc, expected in ((same, "colour"), (shifted, "colour_aligned")):
+        chosen, table, _ = choose_osd(held_out, shift, shift_sauc)
+        assert chosen == expected
+    assert table["colour"]["pooled"] == pytest.approx(table["colour"]["held_out_categories"])
+    assert table["colour"]["train_vs_test"] == pytest.approx(1.0)  # measured and reported, never counted
+
+

@@ -64,3 +64,38 @@ def test_feature_scores_average_members_and_need_embeddings(shifted_case):
     assert scaled_auc(is_new, scores["knn_aligned"]) > 0.8
     evidence.features = None
     assert feature_scores(evidence) == {}
+
+
+def frames(rng, brightness, gain=(1.0, 1.0, 1.0)):
+    """Water-coloured frames, one per brightness (deeper = darker), filmed by a camera with these gains."""
+    from PIL import Image
+
+    water = np.array([40, 110, 120], np.float32)
+    return [Image.fromarray(np.clip(b * water * np.asarray(gain) + rng.normal(0, 2, (36, 64, 3)), 0, 255
+                                    ).astype(np.uint8)) for b in brightness]
+
+
+def test_a_cameras_gains_are_one_shift_in_log_colour_that_alignment_takes_out():
+    """Eval frames filmed with other gains: linear colour moves a dark frame less than a bright one, so colour
+    novelty flags the bright in-sample frames; in log colour every frame moves by log(gain), so the frames
+    darker than any training frame (the out-of-sample ones) stay the farthest, with or without alignment."""
+    from fathom.data.features import colour_stats_of, log_colour_stats_of
+    from fathom.ensemble.novelty import appearance_distance
+    from fathom.models.prior import colour_novelty
+
+    rng = np.random.default_rng(0)
+    gain = (1.22, 1.02, 0.84)  # the demo's new camera
+    train = frames(rng, rng.uniform(0.5, 1.0, 200))
+    in_sample, out_of_sample = rng.uniform(0.5, 1.0, 70), rng.uniform(0.25, 0.45, 30)
+    test = frames(rng, np.r_[in_sample, out_of_sample], gain)
+    is_new = np.r_[np.zeros(70), np.ones(30)]
+    log_train = np.stack([log_colour_stats_of(f) for f in train])
+    log_test = np.stack([log_colour_stats_of(f) for f in test])
+    plain = np.stack([log_colour_stats_of(f) for f in frames(np.random.default_rng(0), [0.4, 0.9])])
+    moved = np.stack([log_colour_stats_of(f) for f in frames(np.random.default_rng(0), [0.4, 0.9], gain)])
+    assert np.allclose(moved[:, :3] - plain[:, :3], np.log(gain), atol=0.02)  # the same shift, dark or bright
+    linear = colour_novelty(np.stack([colour_stats_of(f) for f in train]),
+                            np.stack([colour_stats_of(f) for f in test]))
+    assert scaled_auc(is_new, linear) < 0.3
+    assert scaled_auc(is_new, appearance_distance(log_train, log_test)) > 0.8
+    assert scaled_auc(is_new, appearance_distance(log_train, log_test, aligned=True)) > 0.5

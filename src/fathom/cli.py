@@ -249,8 +249,9 @@ def cmd_submit(args) -> int:
         print(f"{args.exp}: ensemble '{ensemble.strategy}' ({weights}; b = {ensemble.exponents['b']}): OOF MAP@20 "
               f"{ensemble.chosen.held_out:.4f} held out (best single {strategies['best single'].held_out:.4f},"
               f" equal weights {strategies['equal weights'].held_out:.4f})")
-        print(f"{args.exp}: osd = {ensemble.osd.method}{' (pinned by --osd)' if args.osd else ''} (sAUC "
-              f"{osd.held_out_categories:.4f} on held-out categories, {osd.train_vs_test:.4f} train vs test)")
+        print(f"{args.exp}: osd = {ensemble.osd.method}{' (pinned by --osd)' if args.osd else ''} (estimated sAUC "
+              f"{osd.pooled:.4f}: {osd.held_out_categories:.4f} on held-out categories, {osd.train_vs_test:.4f} "
+              "train vs test)")
     files = SubmissionFiles(args.out, record.name)
     print(f"wrote {files.csv} and {files.latest} ({record.rows} rows)")
     if record.eval_score is not None:

@@ -1,5 +1,11 @@
 """Cheap whole-image statistics: colour (mean and std of each RGB channel on a thumbnail) and the
-appearance vector (colour plus a 16x9 grey thumbnail) the out-of-sample domain classifier reads."""
+appearance vector the out-of-sample methods read: colour, log colour and a 16x9 grey thumbnail.
+
+Log colour: the mean, spread and 10th/50th/90th percentiles of log(RGB). A camera or lamp change scales
+each channel (white balance, gain), which moves every frame's log colour by the same vector but moves a dark
+frame's linear colour less than a bright one's: in log space the shift a new camera brings is one constant
+that standardising a set by its own statistics removes, while deeper, darker water stays a difference.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,12 @@ from fathom.data.images import open_rgb
 THUMBNAIL = 64
 GREY_THUMBNAIL = (16, 9)  # (width, height): the layout of the water, lamps and seabed, not the animals
 N_COLOUR = 6
+LOG_FLOOR = 1 / 255  # one grey level: a black pixel has a finite log
+LOG_PERCENTILES = (10, 50, 90)
+N_LOG_COLOUR = 3 * (2 + len(LOG_PERCENTILES))
+COLOUR = slice(0, N_COLOUR)  # the appearance vector's parts
+LOG_COLOUR = slice(N_COLOUR, N_COLOUR + N_LOG_COLOUR)
+N_APPEARANCE = N_COLOUR + N_LOG_COLOUR + GREY_THUMBNAIL[0] * GREY_THUMBNAIL[1]
 
 
 def colour_stats(path: str) -> np.ndarray:
@@ -27,10 +39,21 @@ def colour_stats_of_cached(file: str) -> np.ndarray:
     return colour_stats_of(Image.fromarray(read_frame(file)))
 
 
-def colour_stats_of(image: Image.Image) -> np.ndarray:
+def thumbnail_pixels(image: Image.Image) -> np.ndarray:
+    """[THUMBNAIL^2, 3] RGB values (0..1) of a thumbnail of the image."""
     small = image.resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR)
-    pixels = np.asarray(small, dtype=np.float32).reshape(-1, 3) / 255.0
+    return np.asarray(small, dtype=np.float32).reshape(-1, 3) / 255.0
+
+
+def colour_stats_of(image: Image.Image) -> np.ndarray:
+    pixels = thumbnail_pixels(image)
     return np.concatenate([pixels.mean(0), pixels.std(0)])
+
+
+def log_colour_stats_of(image: Image.Image) -> np.ndarray:
+    """[15] mean, std and the LOG_PERCENTILES of log R, G, B of a thumbnail (see the module docstring)."""
+    logs = np.log(thumbnail_pixels(image) + LOG_FLOOR)
+    return np.concatenate([logs.mean(0), logs.std(0), np.percentile(logs, LOG_PERCENTILES, axis=0).ravel()])
 
 
 def colour_stats_many(paths: Sequence[str], workers: int = 4, cached: bool = False) -> np.ndarray:
@@ -42,14 +65,15 @@ def colour_stats_many(paths: Sequence[str], workers: int = 4, cached: bool = Fal
 
 
 def appearance_of_cached(file: str) -> np.ndarray:
-    """[6 + 144] colour statistics and the grey 16x9 thumbnail (0..1) of a cached frame."""
+    """[6 + 15 + 144] colour and log-colour statistics and the grey 16x9 thumbnail (0..1) of a cached frame."""
     image = Image.fromarray(read_frame(file))
     grey = np.asarray(image.convert("L").resize(GREY_THUMBNAIL, Image.BILINEAR), dtype=np.float32).ravel() / 255.0
-    return np.concatenate([colour_stats_of(image), grey])
+    return np.concatenate([colour_stats_of(image), log_colour_stats_of(image), grey])
 
 
 def appearance_many(files: Sequence[str], workers: int = 4) -> np.ndarray:
-    """[N, 150] appearance vectors of image-cache files; the first N_COLOUR columns are colour_stats."""
+    """[N, N_APPEARANCE] appearance vectors of image-cache files: columns COLOUR (colour_stats), LOG_COLOUR,
+    then the grey thumbnail."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(appearance_of_cached, files))
-    return np.stack(rows) if rows else np.zeros((0, N_COLOUR + GREY_THUMBNAIL[0] * GREY_THUMBNAIL[1]), np.float32)
+    return np.stack(rows) if rows else np.zeros((0, N_APPEARANCE), np.float32)

@@ -30,8 +30,8 @@ from fathom.errors import DataError
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
 from fathom.ensemble.members import Members, load_members, members_cache, train_labels
 from fathom.ensemble.novelty import FeatureSet, separability
-from fathom.ensemble.osd_choice import (Evidence, choose_osd, combined, feature_scores, probability_scores,
-                                        sauc_variance, single_scores)
+from fathom.ensemble.osd_choice import (DIVE, Evidence, choose_osd, combined, dive_means, feature_scores,
+                                        probability_scores, sauc_variance, single_scores, stacked)
 from fathom.metric import map_at_k_from_probs, read_scoring_csv, scaled_auc, tokens
 from fathom.osd import rank_average
 from fathom.predictions import Predictions
@@ -102,12 +102,18 @@ def appearance_features(dataset: Dataset, members: Members) -> dict[str, np.ndar
     return dict(zip(ids, appearance_many([str(f) for f in files])))
 
 
+def dives_of(table, ids: np.ndarray) -> np.ndarray:
+    """The dive of each image in `ids` ("" where its url names none), from a split table."""
+    return table.set_index("id")["dive"].astype(str).loc[ids].to_numpy()
+
+
 def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, appearance: dict[str, np.ndarray]):
     """The two label-free osd measurements (see osd_choice), fold by fold, and each fold's evidence on the
     eval images (its feature-based scores are averaged over folds for the submission)."""
     train_ids = dataset.train["id"].to_numpy().astype(str)
     labels = members.targets(dataset)
     eval_appearance = np.stack([appearance[i] for i in members.eval_ids])
+    train_dives, eval_dives = dives_of(dataset.train, members.oof_ids), dives_of(dataset.eval, members.eval_ids)
     held_out, shift, tests, unseen_images, separable = [], [], [], 0, []
     for position, fold in enumerate(members.folds):
         rows = members.fold_of == fold
@@ -123,17 +129,19 @@ def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, appearanc
         valid = Evidence(blend(members.oof_fine[:, rows], weights), blend(members.oof_super[:, rows], weights),
                          members.oof_fine[:, rows], np.stack([appearance[i] for i in valid_ids]), reference,
                          None if members.oof_tiles is None else blend(members.oof_tiles[:, rows], weights),
-                         features["valid"])
+                         features["valid"], train_dives[rows])
         is_new = (labels[rows][:, ~seen] > 0).any(1).astype(float)
         unseen_images += int(is_new.sum())
-        held_out.append((single_scores(valid), is_new))
+        valid_scores = single_scores(valid)
+        held_out.append((valid_scores, is_new))
         test = Evidence(blend(members.test_fine[:, position], weights), blend(members.test_super[:, position], weights),
                         members.test_fine[:, position], eval_appearance, reference,
                         None if members.test_tiles is None else blend(members.test_tiles[:, position], weights),
-                        features["test"])
+                        features["test"], eval_dives)
         tests.append(test)
         separable.append(separability(valid.appearance, eval_appearance))
-        shift.append((single_scores(valid.join(test)), np.r_[np.zeros(rows.sum()), np.ones(len(eval_appearance))]))
+        shift.append((stacked(valid_scores, single_scores(test)),
+                      np.r_[np.zeros(rows.sum()), np.ones(len(eval_appearance))]))
     return held_out, shift, tests, unseen_images, float(np.nanmean(separable)) if separable else None
 
 
@@ -190,6 +198,8 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
     fold_scores = [feature_scores(test) for test in tests]  # each fold model against its own training frames
     test_scores = {**probability_scores(final),
                    **{name: rank_average([scores[name] for scores in fold_scores]) for name in fold_scores[0]}}
+    eval_dives = dives_of(dataset.eval, members.eval_ids)
+    test_scores.update({name + DIVE: dive_means(score, eval_dives) for name, score in list(test_scores.items())})
     prediction = Predictions(members.eval_ids, recipe.apply(test_fine, test_super, parent), final.sup,
                              {"osd": combined(test_scores, osd_method)})
     solution = solution_labels(dataset, members.eval_ids)  # the demo: reported, never used to choose

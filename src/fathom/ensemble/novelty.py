@@ -8,6 +8,8 @@ fold's validation images from dives the model never saw). Higher = more likely o
 - mahalanobis: class-conditional Mahalanobis distance on the embeddings (Lee et al. 2018): the distance to
                the nearest class mean under one within-class covariance, Ledoit-Wolf shrunk (scikit-learn),
                on a PCA of the reference embeddings;
+- appearance:  Mahalanobis distance (Ledoit-Wolf) of a frame's appearance statistics, e.g. its log colour
+               (fathom.data.features), from the reference frames';
 - domain:      a train-vs-target domain classifier (logistic regression on PCA'd embeddings plus the
                appearance vector), cross-fitted with scikit-learn's cross_val_predict so that no target
                frame is scored by a model that saw it: P(target | x) ranks the targets by how far they are
@@ -89,6 +91,12 @@ def class_mahalanobis(reference: np.ndarray, labels: np.ndarray, target: np.ndar
     precision = LedoitWolf().fit(reference[has] - means[own[has]]).precision_
     diff = target[:, None, :] - means[None]  # [T, C, d]
     return np.sqrt(np.einsum("tcd,de,tce->tc", diff, precision, diff).min(1))
+
+
+def appearance_distance(reference: np.ndarray, target: np.ndarray, aligned: bool = False) -> np.ndarray:
+    """Mahalanobis distance of each target row from the reference rows (Ledoit-Wolf covariance)."""
+    reference, target = prepared(reference, target, aligned)
+    return np.sqrt(LedoitWolf().fit(reference).mahalanobis(target))
 
 
 def cross_fitted_logits(a: np.ndarray, b: np.ndarray, seed: int = 0) -> np.ndarray | None:
