@@ -200,3 +200,20 @@ def test_under_a_shared_shift_train_vs_test_counts_only_for_the_shift_robust_met
     assert table["colour"]["train_vs_test"] == pytest.approx(1.0)  # measured and reported, never counted
 
 
+
+
+def test_the_report_says_whether_the_chosen_estimate_held_on_the_demo_and_which_measurement_failed():
+    from fathom.report import osd_verdict
+    from fathom.runs import OsdChoice, OsdScore
+
+    def choice(estimate, held_out, train_vs_test, demo_eval):
+        return OsdChoice("log_colour_aligned@dive", {"log_colour_aligned@dive": OsdScore(
+            held_out, train_vs_test, estimate, demo_eval)}, {"held_out_categories": 0.15, "train_vs_test": 0.85},
+            45, shift_sauc=0.76)
+
+    held = osd_verdict(choice(0.72, -0.06, 0.85, 0.81))
+    assert "(0.7200) is within 0.1" in held and "held out categories by -0.87" in held
+    assert "train vs test" not in held  # 0.04 off: not a failure
+    missed = osd_verdict(choice(0.30, 0.30, 0.30, 0.81))
+    assert "is not within 0.1" in missed and "train vs test by -0.51" in missed
+    assert osd_verdict(choice(0.72, -0.06, 0.85, None)) == ""  # real data: no eval solution, no verdict
