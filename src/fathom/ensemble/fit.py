@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from fathom import constants as C
 from fathom.data.features import appearance_many
@@ -30,8 +31,8 @@ from fathom.errors import DataError
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
 from fathom.ensemble.members import Members, load_members, members_cache, train_labels
 from fathom.ensemble.novelty import FeatureSet, separability
-from fathom.ensemble.osd_choice import (DIVE, Evidence, choose_osd, combined, dive_means, feature_scores,
-                                        probability_scores, sauc_variance, single_scores, stacked)
+from fathom.ensemble.osd_choice import (Evidence, choose_osd, combined, feature_scores, probability_scores,
+                                        sauc_variance, single_scores, stacked, with_dive_means)
 from fathom.metric import map_at_k_from_probs, read_scoring_csv, scaled_auc, tokens
 from fathom.osd import rank_average
 from fathom.predictions import Predictions
@@ -102,7 +103,7 @@ def appearance_features(dataset: Dataset, members: Members) -> dict[str, np.ndar
     return dict(zip(ids, appearance_many([str(f) for f in files])))
 
 
-def dives_of(table, ids: np.ndarray) -> np.ndarray:
+def dives_of(table: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
     """The dive of each image in `ids` ("" where its url names none), from a split table."""
     return table.set_index("id")["dive"].astype(str).loc[ids].to_numpy()
 
@@ -196,10 +197,9 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
                      np.stack([appearance[i] for i in dataset.train["id"].astype(str)]),
                      None if members.test_tiles is None else blend(members.test_tiles.mean(1), recipe.weights))
     fold_scores = [feature_scores(test) for test in tests]  # each fold model against its own training frames
-    test_scores = {**probability_scores(final),
-                   **{name: rank_average([scores[name] for scores in fold_scores]) for name in fold_scores[0]}}
-    eval_dives = dives_of(dataset.eval, members.eval_ids)
-    test_scores.update({name + DIVE: dive_means(score, eval_dives) for name, score in list(test_scores.items())})
+    test_scores = with_dive_means({**probability_scores(final), **{
+        name: rank_average([scores[name] for scores in fold_scores]) for name in fold_scores[0]}},
+        dives_of(dataset.eval, members.eval_ids))
     prediction = Predictions(members.eval_ids, recipe.apply(test_fine, test_super, parent), final.sup,
                              {"osd": combined(test_scores, osd_method)})
     solution = solution_labels(dataset, members.eval_ids)  # the demo: reported, never used to choose

@@ -50,9 +50,6 @@ class FeatureSet:
     reference_labels: np.ndarray  # [R, 290] their labels
     target: np.ndarray  # [T, D] embeddings of the frames to score
 
-    def join(self, other: "FeatureSet") -> "FeatureSet":
-        return FeatureSet(self.reference, self.reference_labels, np.vstack([self.target, other.target]))
-
 
 def standardised(x: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
     """x scaled by the mean and spread of `like` (x's own by default)."""

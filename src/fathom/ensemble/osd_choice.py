@@ -37,7 +37,6 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-
 import pandas as pd
 
 from fathom.data.features import COLOUR, LOG_COLOUR
@@ -65,8 +64,8 @@ class Evidence:
     fine: np.ndarray  # [N, 290] blended probabilities
     sup: np.ndarray  # [N, 20]
     member_fine: np.ndarray  # [M, N, 290] each member's probabilities
-    appearance: np.ndarray  # [N, 150] appearance of the frames (fathom.data.features: colour first)
-    appearance_reference: np.ndarray  # [R, 150] the training frames' appearance
+    appearance: np.ndarray  # [N, N_APPEARANCE] the frames' appearance (fathom.data.features: COLOUR, LOG_COLOUR, grey)
+    appearance_reference: np.ndarray  # [R, N_APPEARANCE] the training frames' appearance
     tiles: np.ndarray | None = None  # [N] tile evidence of tiled members (fathom.data.tiles.tile_evidence), blended
     features: list[FeatureSet] | None = None  # per member: one fold model's embeddings of its training frames
     # and of these rows (None: probabilities only, e.g. the fold-averaged eval probabilities)
@@ -113,9 +112,12 @@ def single_scores(evidence: Evidence) -> dict[str, np.ndarray]:
     """Every single method's score (higher = more likely out-of-sample), and its dive mean (NAME@dive) when
     the rows' dives are known."""
     scores = {**probability_scores(evidence), **feature_scores(evidence)}
-    if evidence.dives is None:
-        return scores
-    dives = np.asarray(evidence.dives).astype(str)
+    return scores if evidence.dives is None else with_dive_means(scores, evidence.dives)
+
+
+def with_dive_means(scores: dict[str, np.ndarray], dives: np.ndarray) -> dict[str, np.ndarray]:
+    """The scores and, for each, its dive mean (NAME@dive) over rows whose dives are `dives`."""
+    dives = np.asarray(dives).astype(str)
     return {**scores, **{name + DIVE: dive_means(score, dives) for name, score in scores.items()}}
 
 
