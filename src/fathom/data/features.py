@@ -45,15 +45,23 @@ def thumbnail_pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(small, dtype=np.float32).reshape(-1, 3) / 255.0
 
 
-def colour_stats_of(image: Image.Image) -> np.ndarray:
-    pixels = thumbnail_pixels(image)
+def colour_summary(pixels: np.ndarray) -> np.ndarray:
+    """[6] mean and std of R, G, B of thumbnail pixels."""
     return np.concatenate([pixels.mean(0), pixels.std(0)])
 
 
-def log_colour_stats_of(image: Image.Image) -> np.ndarray:
-    """[15] mean, std and the LOG_PERCENTILES of log R, G, B of a thumbnail (see the module docstring)."""
-    logs = np.log(thumbnail_pixels(image) + LOG_FLOOR)
+def log_colour_summary(pixels: np.ndarray) -> np.ndarray:
+    """[15] mean, std and the LOG_PERCENTILES of log R, G, B of thumbnail pixels (see the module docstring)."""
+    logs = np.log(pixels + LOG_FLOOR)
     return np.concatenate([logs.mean(0), logs.std(0), np.percentile(logs, LOG_PERCENTILES, axis=0).ravel()])
+
+
+def colour_stats_of(image: Image.Image) -> np.ndarray:
+    return colour_summary(thumbnail_pixels(image))
+
+
+def log_colour_stats_of(image: Image.Image) -> np.ndarray:
+    return log_colour_summary(thumbnail_pixels(image))
 
 
 def colour_stats_many(paths: Sequence[str], workers: int = 4, cached: bool = False) -> np.ndarray:
@@ -67,8 +75,9 @@ def colour_stats_many(paths: Sequence[str], workers: int = 4, cached: bool = Fal
 def appearance_of_cached(file: str) -> np.ndarray:
     """[6 + 15 + 144] colour and log-colour statistics and the grey 16x9 thumbnail (0..1) of a cached frame."""
     image = Image.fromarray(read_frame(file))
+    pixels = thumbnail_pixels(image)  # one resize serves both colour summaries
     grey = np.asarray(image.convert("L").resize(GREY_THUMBNAIL, Image.BILINEAR), dtype=np.float32).ravel() / 255.0
-    return np.concatenate([colour_stats_of(image), log_colour_stats_of(image), grey])
+    return np.concatenate([colour_summary(pixels), log_colour_summary(pixels), grey])
 
 
 def appearance_many(files: Sequence[str], workers: int = 4) -> np.ndarray:

@@ -34,6 +34,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fathom.metric import scaled_auc
+from fathom.models.prior import colour_novelty
 
 K_NEIGHBOURS = 10
 PCA_DIMS = 32
@@ -91,9 +92,9 @@ def class_mahalanobis(reference: np.ndarray, labels: np.ndarray, target: np.ndar
 
 
 def appearance_distance(reference: np.ndarray, target: np.ndarray, aligned: bool = False) -> np.ndarray:
-    """Mahalanobis distance of each target row from the reference rows (Ledoit-Wolf covariance)."""
-    reference, target = prepared(reference, target, aligned)
-    return np.sqrt(LedoitWolf().fit(reference).mahalanobis(target))
+    """Mahalanobis distance of each target row from the reference rows (the prior's colour_novelty), after
+    `prepared` (with `aligned`, each set standardised by its own statistics)."""
+    return colour_novelty(*prepared(reference, target, aligned))
 
 
 def cross_fitted_logits(a: np.ndarray, b: np.ndarray, seed: int = 0) -> np.ndarray | None:
