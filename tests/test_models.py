@@ -91,6 +91,10 @@ def test_precision_is_decided_once():
 def test_shipped_configs_load_and_overrides_apply():
     demo = load_config("demo", ["epochs=2", "backbones=[resnet18]", "lr=1"])
     assert demo.name == "demo" and demo.epochs == 2 and demo.backbones == ["resnet18"] and demo.lr == 1.0
+    for backbone in ("resnet18", "efficientnet_b0", "convnext_atto"):  # the file sets their epochs or lr
+        assert (demo.for_backbone(backbone).epochs, demo.for_backbone(backbone).lr) == (2, 1.0), backbone
+    assert load_config("demo").for_backbone("efficientnet_b0").epochs == 12  # without overrides, the file's
+    assert demo.for_backbone("convnext_atto").model_kwargs["norm_layer"] == "batchnorm2d"  # other keys stay
     assert load_config("full").image_size >= 384
 
 

@@ -192,7 +192,8 @@ def resolve_path(config: str) -> Path:
 
 
 def load_config(config: str, overrides: list[str] = ()) -> TrainConfig:
-    """Defaults <- YAML file <- `key=value` overrides (values parsed as YAML)."""
+    """Defaults <- YAML file <- `key=value` overrides (values parsed as YAML). An override of a key also
+    replaces the file's `by_backbone` values of that key: `epochs=2` means 2 epochs for every backbone."""
     path = resolve_path(config)
     if not path.is_file():
         shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
@@ -211,6 +212,8 @@ def load_config(config: str, overrides: list[str] = ()) -> TrainConfig:
         if not sep:
             raise DataError("command line", f"override {item!r} is not key=value")
         cfg = apply(cfg, {key: yaml.safe_load(raw)}, "command line")
+        cfg.by_backbone = {backbone: {k: v for k, v in values.items() if k != key}
+                           for backbone, values in cfg.by_backbone.items()}
     return cfg
 
 
