@@ -3,9 +3,12 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from fathom.data.layout import load_dataset
+from fathom.errors import DataError
+from fathom.demo import make
 from fathom.demo.make import make_demo
 
 
@@ -22,6 +25,34 @@ def test_deterministic_given_seed(tmp_path):
         make_demo(tmp_path / name, n_train=20, n_eval=10, size=96, seed=5)
     make_demo(tmp_path / "c", n_train=20, n_eval=10, size=96, seed=6)
     assert digest(tmp_path / "a") == digest(tmp_path / "b") != digest(tmp_path / "c")
+
+
+def test_a_frame_that_fails_to_save_stops_the_build_before_the_marker(tmp_path, monkeypatch):
+
+    saved, save_png = [], make.save_png
+
+    def save_or_fail(picture, path):  # frames are saved on the writer's thread, while the next renders
+        if len(saved) == 3:
+            raise OSError(28, "No space left on device", str(path))
+        saved.append(path)
+        save_png(picture, path)
+
+    monkeypatch.setattr(make, "save_png", save_or_fail)
+    with pytest.raises(OSError, match="No space left"):
+        make_demo(tmp_path / "e", n_train=12, n_eval=4, size=64)
+    assert not (tmp_path / "e" / make.MARKER).exists()  # the folder does not count as built
+    assert not (tmp_path / "e" / "multilabel_classification").exists()
+    monkeypatch.undo()
+    assert make_demo(tmp_path / "e", n_train=12, n_eval=4, size=64)  # the next call rebuilds the leftover
+    assert len(list((tmp_path / "e" / "images").iterdir())) == 16
+
+
+def test_a_folder_with_other_files_is_never_taken_for_a_demo(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="holds no demo data"):
+        make_demo(tmp_path / "mine", n_train=5, n_eval=5, size=64)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 def test_up_to_date_folder_is_not_rebuilt(tmp_path):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from fathom.ensemble.novelty import FeatureSet, class_mahalanobis, domain_probability, knn_distance
+from fathom.ensemble.novelty import (FeatureSet, class_mahalanobis, domain_probability, knn_distance,
+                                     reference_pca)
 from fathom.ensemble.osd_choice import Evidence, feature_scores
 from fathom.metric import scaled_auc
 
@@ -50,6 +51,16 @@ def test_domain_classifier_is_cross_fitted_and_ranks_beyond_the_shared_shift(shi
     # cross-fitted: a target frame that is a copy of a reference frame is not recognised as a target
     copies = domain_probability(reference, reference[:50].copy(), None, None)
     assert abs(scaled_auc(np.r_[np.zeros(25), np.ones(25)], copies)) < 0.5
+
+
+def test_one_reference_pca_serves_every_method_that_projects(shifted_case):
+    reference, labels, target, _ = shifted_case  # feature_scores fits it once per member for three methods
+    pca = reference_pca(reference)
+    for aligned in (False, True):
+        assert np.array_equal(class_mahalanobis(reference, labels, target, aligned, pca=pca),
+                              class_mahalanobis(reference, labels, target, aligned))
+    assert np.array_equal(domain_probability(reference, target, None, None, pca=pca),
+                          domain_probability(reference, target, None, None))
 
 
 def test_feature_scores_average_members_and_need_embeddings(shifted_case):

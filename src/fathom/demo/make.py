@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from fathom import constants as C
 from fathom.atomic import atomic_path, write_csv, write_json
@@ -55,7 +58,36 @@ def image_uuid(rng: np.random.Generator) -> str:
     return str(uuid.UUID(bytes=rng.bytes(16), version=4))
 
 
-def make_split(rng, model: LabelModel, looks, frame_dives: list[Dive], size: int, images_dir: Path, split: str):
+class PngWriter:
+    """Saves frames on one background thread while the next frame renders: PNG encoding (Pillow releases
+    the GIL) was ~45% of rendering the demo. At most `pending` frames wait in memory; the first failed save
+    is raised by `save` or `close`. Only where and when a frame is written changes, never its bytes."""
+
+    def __init__(self, pending: int = 4):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-png")
+        self.waiting: deque[Future] = deque()
+        self.pending = pending
+
+    def save(self, picture: Image.Image, path: Path) -> None:
+        self.waiting.append(self.pool.submit(save_png, picture, path))
+        while len(self.waiting) > self.pending:
+            self.waiting.popleft().result()
+
+    def close(self) -> None:
+        try:
+            while self.waiting:
+                self.waiting.popleft().result()
+        finally:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def save_png(picture: Image.Image, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG", compress_level=1)
+
+
+def make_split(rng, model: LabelModel, looks, frame_dives: list[Dive], size: int, images_dir: Path, split: str,
+               writer: PngWriter):
     """Render one frame per entry of `frame_dives`; returns COCO images, annotations and (id, categories,
     osd) rows. A frame's depth comes from its dive; train dives stop at TRAIN_MAX_DEPTH, eval's span all
     depths, and frames deeper than that are out-of-sample."""
@@ -74,8 +106,7 @@ def make_split(rng, model: LabelModel, looks, frame_dives: list[Dive], size: int
         if dive.new_camera:
             picture = camera(picture, rng)
         name = image_uuid(rng)
-        with atomic_path(images_dir / f"{name}.png") as tmp:
-            picture.save(tmp, format="PNG", compress_level=1)
+        writer.save(picture, images_dir / f"{name}.png")
         url = f"{URL}{quote(dive.platform)}/images/{dive.number:04d}/{name}.png"
         images.append({"id": image_id, "width": width, "height": height, "file_name": f"{name}.png", "license": 0,
                        "flickr_url": url, "coco_url": url, "date_captured": dive.date(rng)})
@@ -92,6 +123,14 @@ def coco(images, annotations, table: pd.DataFrame) -> dict:
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
+def is_demo_leftover(folder: Path) -> bool:
+    """Whether everything in `folder` is something make_demo writes: an empty folder, or one a killed or
+    failed build left without its marker (images only, some label files), which is rebuilt."""
+    own = {MARKER, C.IMAGES_DIR, C.CATEGORY_KEY, C.SAMPLE_SUBMISSION, C.SOLUTION_CSV,
+           *(Path(name).parts[0] for name in (C.TRAIN_CSV, C.TRAIN_JSON, C.EVAL_JSON))}
+    return all(entry.name in own or entry.name.startswith(f".{MARKER}.") for entry in folder.iterdir())
+
+
 def make_demo(out: str | Path, n_train: int = 800, n_eval: int = 400, size: int = 640, seed: int = 0,
               force: bool = False) -> bool:
     """Build the demo folder; returns False (and does nothing) when it is already up to date."""
@@ -100,7 +139,7 @@ def make_demo(out: str | Path, n_train: int = 800, n_eval: int = 400, size: int 
     marker = out / MARKER
     if marker.is_file() and not force and json.loads(marker.read_text()) == params:
         return False
-    if out.exists() and any(out.iterdir()) and not marker.is_file():
+    if out.exists() and not marker.is_file() and not is_demo_leftover(out):
         raise DataError(out, "folder is not empty and holds no demo data", hint="choose a new folder for --out")
     marker.unlink(missing_ok=True)  # the folder is incomplete until the marker is written again
     shutil.rmtree(out / C.IMAGES_DIR, ignore_errors=True)
@@ -112,9 +151,13 @@ def make_demo(out: str | Path, n_train: int = 800, n_eval: int = 400, size: int 
     sizes = dive_sizes(rng, n_train)
     train_dives = make_dives(rng, sizes, TRAIN_PLATFORMS, False, len(model.others), first_number=1)
     eval_dives = eval_frame_dives(rng, train_dives, sizes, n_eval, len(model.others))
-    train_images, train_boxes, train_labels = make_split(rng, model, looks, assign(rng, train_dives, sizes), size,
-                                                         images_dir, "train")
-    eval_images, _, eval_labels = make_split(rng, model, looks, eval_dives, size, images_dir, "eval")
+    writer = PngWriter()
+    try:
+        train_images, train_boxes, train_labels = make_split(rng, model, looks, assign(rng, train_dives, sizes),
+                                                             size, images_dir, "train", writer)
+        eval_images, _, eval_labels = make_split(rng, model, looks, eval_dives, size, images_dir, "eval", writer)
+    finally:
+        writer.close()  # every frame is on disk before the labels and the marker are written
 
     write_csv(table, out / C.CATEGORY_KEY)
     write_csv(pd.DataFrame({"id": [name for name, _, _ in train_labels],

@@ -74,10 +74,18 @@ def knn_distance(reference: np.ndarray, target: np.ndarray, aligned: bool = Fals
     return distances.mean(1)
 
 
-def class_mahalanobis(reference: np.ndarray, labels: np.ndarray, target: np.ndarray, aligned: bool = False
-                      ) -> np.ndarray:
+def reference_pca(reference: np.ndarray) -> PCA:
+    """The PCA of the standardised reference embeddings that mahalanobis and domain project onto. It is the
+    same for every method reading one member's reference: fit it once (`pca=`) and pass it to each."""
+    reference = standardised(np.asarray(reference, np.float64))
+    return PCA(n_components=min(PCA_DIMS, *reference.shape), random_state=0).fit(reference)
+
+
+def class_mahalanobis(reference: np.ndarray, labels: np.ndarray, target: np.ndarray, aligned: bool = False,
+                      pca: PCA | None = None) -> np.ndarray:
+    """`pca`: reference_pca(reference), when the caller has it already."""
+    pca = reference_pca(reference) if pca is None else pca
     reference, target = prepared(reference, target, aligned)
-    pca = PCA(n_components=min(PCA_DIMS, *reference.shape), random_state=0).fit(reference)
     reference, target = pca.transform(reference), pca.transform(target)
     classes = [c for c in range(labels.shape[1]) if labels[:, c].sum() >= MIN_CLASS_FRAMES]
     if not classes:
@@ -110,10 +118,11 @@ def cross_fitted_logits(a: np.ndarray, b: np.ndarray, seed: int = 0) -> np.ndarr
 
 
 def domain_probability(reference: np.ndarray, target: np.ndarray, appearance_reference: np.ndarray | None,
-                       appearance_target: np.ndarray | None, seed: int = 0) -> np.ndarray:
-    """Cross-fitted P(target | x) of every target frame (log-odds, so ties at 1.0 do not hide the order)."""
+                       appearance_target: np.ndarray | None, seed: int = 0, pca: PCA | None = None) -> np.ndarray:
+    """Cross-fitted P(target | x) of every target frame (log-odds, so ties at 1.0 do not hide the order).
+    `pca`: reference_pca(reference), when the caller has it already."""
+    pca = reference_pca(reference) if pca is None else pca
     reference, target = np.asarray(reference, np.float64), np.asarray(target, np.float64)
-    pca = PCA(n_components=min(PCA_DIMS, *reference.shape), random_state=0).fit(standardised(reference))
     parts = [pca.transform(standardised(reference)), pca.transform(standardised(target, reference))]
     if appearance_reference is not None:
         parts = [np.hstack([parts[0], appearance_reference]), np.hstack([parts[1], appearance_target])]

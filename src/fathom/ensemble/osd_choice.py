@@ -41,7 +41,7 @@ import pandas as pd
 
 from fathom.data.features import COLOUR, LOG_COLOUR
 from fathom.ensemble.novelty import (FeatureSet, appearance_distance, class_mahalanobis, domain_probability,
-                                     knn_distance)
+                                     knn_distance, reference_pca)
 from fathom.metric import scaled_auc
 from fathom.models.prior import colour_novelty
 from fathom.osd import SINGLE_MODEL, disagreement, rank_average
@@ -92,14 +92,17 @@ def feature_scores(evidence: Evidence) -> dict[str, np.ndarray]:
     if not evidence.features:
         return {}
     per_member = {
-        "knn": lambda f: knn_distance(f.reference, f.target),
-        "knn_aligned": lambda f: knn_distance(f.reference, f.target, aligned=True),
-        "mahalanobis": lambda f: class_mahalanobis(f.reference, f.reference_labels, f.target),
-        "mahalanobis_aligned": lambda f: class_mahalanobis(f.reference, f.reference_labels, f.target, aligned=True),
-        "domain": lambda f: domain_probability(f.reference, f.target, evidence.appearance_reference,
-                                               evidence.appearance),
+        "knn": lambda f, pca: knn_distance(f.reference, f.target),
+        "knn_aligned": lambda f, pca: knn_distance(f.reference, f.target, aligned=True),
+        "mahalanobis": lambda f, pca: class_mahalanobis(f.reference, f.reference_labels, f.target, pca=pca),
+        "mahalanobis_aligned": lambda f, pca: class_mahalanobis(f.reference, f.reference_labels, f.target,
+                                                                aligned=True, pca=pca),
+        "domain": lambda f, pca: domain_probability(f.reference, f.target, evidence.appearance_reference,
+                                                    evidence.appearance, pca=pca),
     }
-    return {name: rank_average([score(f) for f in evidence.features]) for name, score in per_member.items()}
+    pcas = [reference_pca(f.reference) for f in evidence.features]  # one fit per member, read by three methods
+    return {name: rank_average([score(f, pca) for f, pca in zip(evidence.features, pcas)])
+            for name, score in per_member.items()}
 
 
 def dive_means(score: np.ndarray, dives: np.ndarray) -> np.ndarray:
