@@ -71,9 +71,11 @@ case "${1:-}" in
     pipeline "$data" folds/train_5fold_seed42_dive.csv "$config" "${images[@]}"
     ;;
   "")
+    SECONDS=0
     "$PY" -m fathom demo-data --out data/demo
     rm -f folds/demo_5fold_seed42_dive.csv  # the demo may have been rebuilt: its folds are rebuilt too (seconds)
     pipeline data/demo folds/demo_5fold_seed42_dive.csv demo
+    echo "bash run.sh: the demo pipeline took $((SECONDS / 60)) min $((SECONDS % 60)) s after set-up"
     ;;
   *)
     echo "usage: bash run.sh [test [PYTEST ARGS] | gpu-check [ARGS] | --data DIR [--images DIR] [--config full|FILE]]" >&2

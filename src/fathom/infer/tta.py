@@ -32,7 +32,7 @@ from fathom.train.checkpoint import load_checkpoint
 from fathom.train.precision import Precision
 
 log = logging.getLogger(__name__)
-OVERRIDABLE = {"tta_hflip", "tta_scales", "batch_size", "workers", "cache_dir", "device"}
+OVERRIDABLE = {"tta_hflip", "tta_scales", "batch_size", "infer_batch_size", "workers", "cache_dir", "device"}
 
 
 def view_names(cfg: TrainConfig) -> list[str]:
@@ -64,7 +64,7 @@ class FoldPredictor:
             model.to(memory_format=torch.channels_last)
         self.sampling = sampling_for(cfg)
         self.predictor = Predictor(model, self.sampling, Precision.for_prediction(cfg.amp, cfg.infer_amp, device),
-                                   cfg.batch_size, cfg.workers, cfg.channels_last)
+                                   cfg.prediction_batch_size, cfg.workers, cfg.channels_last)
         self.rule = fold_dir.done().tile_combine  # the rule the fold chose (None: whole frames)
 
     @property
