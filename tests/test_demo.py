@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from fathom.data.layout import load_dataset
-from fathom.errors import DataError
 from fathom.demo import make
 from fathom.demo.make import make_demo
+from fathom.errors import DataError
 
 
 def digest(folder):
@@ -28,7 +28,6 @@ def test_deterministic_given_seed(tmp_path):
 
 
 def test_a_frame_that_fails_to_save_stops_the_build_before_the_marker(tmp_path, monkeypatch):
-
     saved, save_png = [], make.save_png
 
     def save_or_fail(picture, path):  # frames are saved on the writer's thread, while the next renders

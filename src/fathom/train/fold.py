@@ -177,8 +177,8 @@ def build_fold(cfg: TrainConfig, data: FoldData, backbone: str, fold: int, sampl
     batches = make_loader(training_set, cfg.batch_size, True, cfg.workers, device,
                           sampler=EpochSampler(len(training_set), cfg.seed, dist.world, dist.rank, weights))
     predictor = Predictor(ema.module if ema is not None else model, sampling,
-                          Precision.for_prediction(cfg.amp, cfg.infer_amp, device), cfg.prediction_batch_size, cfg.workers,
-                          cfg.channels_last, dist)
+                          Precision.for_prediction(cfg.amp, cfg.infer_amp, device), cfg.prediction_batch_size,
+                          cfg.workers, cfg.channels_last, dist)
     return FoldParts(model, dist.wrap(model), loss_fn, optimizer, scheduler, ema, mix, precision, transforms,
                      batches, predictor)
 
