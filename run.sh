@@ -33,17 +33,24 @@ setup() {
   fi
 }
 
+stage() {  # NAME ARGS...: one `python -m fathom` step, its wall time printed after it
+  local started=$SECONDS
+  "$PY" -m fathom "$@"
+  echo "[run.sh] $1: $((SECONDS - started)) s"
+}
+
 pipeline() {  # DATA_DIR FOLDS_CSV CONFIG [--images DIR]
   local data=$1 folds=$2 config=$3 exp; shift 3
   exp=$(basename "${config%.y*ml}")
-  [ -f "$folds" ] || "$PY" -m fathom folds --data "$data" --n-folds 5 --seed 42 --group dive --out "$folds"
-  "$PY" -m fathom prior --data "$data" --folds "$folds" --exp prior "$@"
-  "$PY" -m fathom submit --data "$data" --exp prior --name prior "$@"   # the floor, for comparison
-  "$PY" -m fathom train --data "$data" --folds "$folds" --config "$config" "$@"
-  "$PY" -m fathom predict --data "$data" --exp "$exp" "$@"            # TTA: OOF and eval, every fold
-  "$PY" -m fathom submit --data "$data" --exp "$exp" --name "$exp" "$@"   # tuned ensemble; also submission.csv
-  "$PY" -m fathom validate-submission submissions/submission.csv --data "$data"
-  "$PY" -m fathom report --data "$data" --exp "$exp"    # runs/<exp>/report.md; closing lines: gains over the prior
+  [ -f "$folds" ] || stage folds --data "$data" --n-folds 5 --seed 42 --group dive --out "$folds"
+  stage prior --data "$data" --folds "$folds" --exp prior "$@"
+  stage submit --data "$data" --exp prior --name prior          # the floor, for comparison
+  stage train --data "$data" --folds "$folds" --config "$config" "$@"
+  stage predict --data "$data" --exp "$exp" "$@"               # TTA: OOF and eval, every fold
+  stage ensemble --data "$data" --exp "$exp"                   # weights and osd tuned on saved files only
+  stage submit --data "$data" --exp "$exp" --name "$exp"       # also submission.csv
+  stage validate-submission submissions/submission.csv --data "$data"
+  stage report --data "$data" --exp "$exp"    # runs/<exp>/report.md; closing lines: gains over the prior
 }
 
 setup
@@ -72,7 +79,7 @@ case "${1:-}" in
     ;;
   "")
     SECONDS=0
-    "$PY" -m fathom demo-data --out data/demo
+    stage demo-data --out data/demo
     rm -f folds/demo_5fold_seed42_dive.csv  # the demo may have been rebuilt: its folds are rebuilt too (seconds)
     pipeline data/demo folds/demo_5fold_seed42_dive.csv demo
     echo "bash run.sh: the demo pipeline took $((SECONDS / 60)) min $((SECONDS % 60)) s after set-up"

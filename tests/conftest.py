@@ -4,10 +4,21 @@ from pathlib import Path
 
 import pytest
 
+from fathom.config import TrainConfig
 from fathom.demo.make import make_demo
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_LABELS = REPO.parent / "shared" / "fathomnet2023"
+
+
+TINY = {"name": "tiny", "backbones": ["resnet18"], "pretrained": False, "image_size": 32, "folds": [0], "epochs": 2,
+        "batch_size": 16, "lr": 1e-3, "warmup_epochs": 0.5, "workers": 0, "seed": 3}
+
+
+def tiny_config(root: Path, **changes) -> TrainConfig:
+    """The one tiny experiment every training test starts from: a random-init resnet18 at 32 px, one fold, two
+    epochs, the loader in the test's process, its image cache under `root`; `changes` override any key."""
+    return TrainConfig(**{**TINY, "cache_dir": str(Path(root) / "cache"), **changes})
 
 
 @pytest.fixture(scope="session")
@@ -37,17 +48,17 @@ def real_dir() -> Path:
 
 
 def write_experiment(root: Path, demo_dir: Path, config: dict) -> tuple[Path, Path]:
-    """A 3-fold folds file of the demo folder and a YAML config of a tiny random-init experiment (2 folds,
-    32 px, cache under `root`), updated with `config`; returns (folds file, config file)."""
+    """A 3-fold folds file of the demo folder and a YAML file of the tiny config on 2 folds (cache under
+    `root`), updated with `config`; returns (folds file, config file)."""
     import yaml
 
+    from fathom.config import to_dict
     from fathom.data.layout import load_dataset
     from fathom.folds import make_folds, write_folds
 
     dataset = load_dataset(demo_dir, check_images=False)
     write_folds(make_folds(dataset.train, dataset.categories, n_folds=3, seed=0), root / "folds.csv")
-    values = {"backbones": ["resnet18"], "pretrained": False, "image_size": 32, "folds": [0, 1], "workers": 0,
-              "cache_dir": str(root / "cache"), **config}
+    values = to_dict(tiny_config(root, folds=[0, 1], **config))
     path = root / f"{values['name']}.yaml"
     path.write_text(yaml.safe_dump(values))
     return root / "folds.csv", path

@@ -5,7 +5,8 @@ import pytest
 
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
 from fathom.data.features import LOG_COLOUR, N_APPEARANCE
-from fathom.ensemble.osd_choice import DIVE, Evidence, candidates, choose_osd, combined, single_scores
+from fathom.ensemble.osd_choice import FoldScores, OsdScores, candidates, choose_from, choose_osd
+from fathom.ensemble.osd_scorers import DIVE, FrameSet, combined, score_all, with_dive_means
 from fathom.metric import map_at_k_from_probs
 
 
@@ -74,14 +75,20 @@ def test_tune_exponent_uses_an_informative_super_head_and_ignores_a_useless_one(
     assert tune_exponent(fine, np.full((n, 20), 0.5), parent, targets) == 0.0  # flat: ties go to b = 0
 
 
-def evidence(n, rng, confident, bright, dives=None):
-    """n images: confident ones have one high class; bright ones have unusual colour statistics (linear and log)."""
+def frame_sets(n, rng, confident, bright, members=2):
+    """(reference, target): n target images, confident ones with one high class, bright ones with unusual colour
+    statistics (linear and log), against 100 reference frames."""
     fine = rng.uniform(0, 0.2, (n, 290))
     fine[:, 0] = np.where(confident, 0.95, 0.1)
     appearance = rng.normal(size=(n, N_APPEARANCE))
     appearance[:, :LOG_COLOUR.stop] += np.where(bright, 6.0, 0.0)[:, None]
-    return Evidence(fine, rng.uniform(0, 1, (n, 20)), np.stack([fine, fine * 0.9]), appearance,
-                    rng.normal(size=(100, N_APPEARANCE)), dives=dives)
+    target = FrameSet(appearance, fine, rng.uniform(0, 1, (n, 20)), np.stack([fine, fine * 0.9])[:members])
+    return FrameSet(rng.normal(size=(100, N_APPEARANCE))), target
+
+
+def single_scores(n, rng, confident, bright, dives=None, members=2):
+    scores = score_all(*frame_sets(n, rng, confident, bright, members))
+    return scores if dives is None else with_dive_means(scores, dives)
 
 
 SINGLES = {"max_prob", "entropy", "energy", "super", "disagreement", "colour", "log_colour", "log_colour_aligned"}
@@ -89,18 +96,16 @@ SINGLES = {"max_prob", "entropy", "energy", "super", "disagreement", "colour", "
 
 def test_single_scores_cover_every_method():
     rng = np.random.default_rng(3)
-    scores = single_scores(evidence(40, rng, np.ones(40, bool), np.zeros(40, bool)))
+    scores = single_scores(40, rng, np.ones(40, bool), np.zeros(40, bool))
     assert set(scores) == SINGLES
     assert all(s.shape == (40,) and np.isfinite(s).all() for s in scores.values())
-    one_member = evidence(40, rng, np.ones(40, bool), np.zeros(40, bool))
-    one_member.member_fine = one_member.member_fine[:1]
-    assert "disagreement" not in single_scores(one_member)
+    assert "disagreement" not in single_scores(40, rng, np.ones(40, bool), np.zeros(40, bool), members=1)
 
 
 def test_dive_scores_are_the_mean_over_the_frames_of_a_dive():
     rng = np.random.default_rng(5)
     dives = np.array(["Ventana/0001"] * 3 + ["Tiburon/0002"] * 2 + [""] * 3)  # "": no dive in the url
-    scores = single_scores(evidence(8, rng, rng.random(8) < 0.5, np.zeros(8, bool), dives))
+    scores = single_scores(8, rng, rng.random(8) < 0.5, np.zeros(8, bool), dives)
     assert set(scores) == SINGLES | {name + DIVE for name in SINGLES}
     frame, dive = scores["max_prob"], scores["max_prob@dive"]
     assert np.allclose(dive[:3], frame[:3].mean()) and np.allclose(dive[3:5], frame[3:5].mean())
@@ -114,10 +119,10 @@ def test_choose_osd_prefers_the_pair_when_each_criterion_needs_a_different_signa
     rng = np.random.default_rng(4)
     # held-out categories: the new-species images are the unconfident ones (colour says nothing)
     new = np.arange(60) < 15
-    held_out = [(single_scores(evidence(60, rng, ~new, np.zeros(60, bool))), new.astype(float))]
+    held_out = [(single_scores(60, rng, ~new, np.zeros(60, bool)), new.astype(float))]
     # train vs test: the test images look different (colour) and are also a little less confident
     is_test = np.arange(80) >= 40
-    shift = [(single_scores(evidence(80, rng, ~(is_test & (np.arange(80) % 2 == 0)), is_test)), is_test.astype(float))]
+    shift = [(single_scores(80, rng, ~(is_test & (np.arange(80) % 2 == 0)), is_test), is_test.astype(float))]
     chosen, table, weights = choose_osd(held_out, shift)
     assert table["max_prob"]["held_out_categories"] == pytest.approx(1.0)
     assert table["colour"]["train_vs_test"] == pytest.approx(1.0)
@@ -135,7 +140,7 @@ def members_of(stack, sup, folds):
     return Members(names=[f"m{i}" for i in range(len(stack))], folds=sorted(set(folds)), tta=False,
                    oof_ids=np.array([f"id{i}" for i in range(n)]), fold_of=np.asarray(folds), oof_fine=stack,
                    oof_super=sup, eval_ids=np.array([]), test_fine=np.zeros((len(stack), 1, 0, stack.shape[2])),
-                   test_super=np.zeros((len(stack), 1, 0, 20)), fold_dirs={})
+                   test_super=np.zeros((len(stack), 1, 0, 20)))
 
 
 def test_cross_fitting_checks_each_fold_with_a_recipe_tuned_on_the_others():
@@ -200,6 +205,27 @@ def test_under_a_shared_shift_train_vs_test_counts_only_for_the_shift_robust_met
     assert table["colour"]["train_vs_test"] == pytest.approx(1.0)  # measured and reported, never counted
 
 
+
+def test_the_saved_scores_redo_the_choice_they_were_made_with(tmp_path):
+    """osd_scores.npz holds every candidate's raw scores: loading it gives the same sets, tasks and choice."""
+    rng = np.random.default_rng(6)
+    folds = []
+    for k, n in ((0, 50), (2, 40)):
+        unseen = (np.arange(n) < 8).astype(float)
+        dives = np.array([f"d{i % 5}" for i in range(n)])
+        folds.append(FoldScores(k, single_scores(n, rng, unseen == 0, np.zeros(n, bool), dives),
+                                single_scores(30, rng, np.ones(30, bool), np.ones(30, bool), dives[:30]), unseen))
+    scores = OsdScores(folds, single_scores(30, rng, np.ones(30, bool), np.ones(30, bool), np.array(["d"] * 30)), 0.3)
+    scores.save(tmp_path / "osd_scores.npz")
+    again = OsdScores.load(tmp_path / "osd_scores.npz")
+    assert [f.fold for f in again.folds] == [0, 2] and again.shift_sauc == 0.3 and again.unseen_images == 16
+    for before, after in zip(scores.folds, again.folds):
+        assert set(before.valid) == set(after.valid) and all(np.array_equal(before.valid[n], after.valid[n])
+                                                             for n in before.valid)
+    assert all(np.array_equal(scores.eval[n], again.eval[n]) for n in scores.eval)
+    assert [len(labels) for _, labels in again.shift] == [80, 70]
+    chosen, table, weights = choose_from(again)
+    assert (chosen, table, weights) == choose_from(scores) and len(table) == len(candidates(list(scores.eval)))
 
 
 def test_the_report_says_whether_the_chosen_estimate_held_on_the_demo_and_which_measurement_failed():

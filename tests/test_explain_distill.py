@@ -41,12 +41,13 @@ def test_pixel_baselines_are_refused_by_name():
 
 @pytest.fixture(scope="module")
 def teacher(demo_dir, tmp_path_factory):
-    """A tiny two-fold resnet10t experiment, trained and ensembled (`submit`), in its own folder."""
+    """A tiny two-fold resnet10t experiment, trained, ensembled and submitted, in its own folder."""
     root = tmp_path_factory.mktemp("teacher")
     write_experiment(root, demo_dir, {"name": "tiny", "backbones": ["resnet10t"], "epochs": 1, "batch_size": 16,
                                       "tta_hflip": False})
     common = ["--data", str(demo_dir), "--runs", str(root / "runs")]
     assert main(["train", "--config", str(root / "tiny.yaml"), "--folds", str(root / "folds.csv"), *common]) == 0
+    assert main(["ensemble", "--exp", "tiny", *common]) == 0
     assert main(["submit", "--exp", "tiny", *common, "--out", str(root / "subs")]) == 0
     return root, common
 

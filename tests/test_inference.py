@@ -2,24 +2,26 @@
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from fathom.config import TrainConfig
+from conftest import tiny_config
+from fathom.ensemble.fit import fit_ensemble
 from fathom.data.layout import load_dataset
 from fathom.errors import DataError
 from fathom.folds import make_folds
-from fathom.infer.tta import FoldPredictor, predict_experiment
+from fathom.infer.tta import predict_experiment
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions
 from fathom.report import write_report
 from fathom.submission import validate_submission_file
 from fathom.submit import submit
-from fathom.predictor import predict
-from fathom.runs import Experiment, FoldDir, SubmissionRecord, read_record, write_record
+from fathom.predictor import Predictor, predict
+from fathom.runs import Experiment, SubmissionRecord, read_record, write_record
 from fathom.atomic import without_nan
 from fathom.train.precision import Precision
 from fathom.train.run import train
@@ -57,9 +59,7 @@ def trained(demo_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("inference")
     dataset = load_dataset(demo_dir)
     folds = make_folds(dataset.train, dataset.categories, n_folds=3, seed=0)
-    cfg = TrainConfig(name="tiny", backbones=["resnet18", "resnet10t"], pretrained=False, image_size=32, folds=[0, 1],
-                      epochs=1, batch_size=16, lr=1e-3, warmup_epochs=0.5, workers=0,
-                      cache_dir=str(root / "cache"), seed=3)
+    cfg = tiny_config(root, backbones=["resnet18", "resnet10t"], folds=[0, 1], epochs=1)
     train(cfg, dataset, folds, root / "runs")
     return dataset, root
 
@@ -69,7 +69,7 @@ def test_predicting_again_reproduces_the_training_predictions_that_tta_reuses(tr
     """TTA takes its 1x view from the training run's oof/test files: predicting it again must agree."""
     dataset, root = trained
     fold = root / "runs" / "tiny" / "resnet18" / "fold_1"
-    predictor = FoldPredictor(fold, ["tta_hflip=false"])
+    predictor = Predictor.from_fold(fold, ["tta_hflip=false"])
     path_of = dict(zip(pd.concat([dataset.train["id"], dataset.eval["id"]]),
                        pd.concat([dataset.train["path"], dataset.eval["path"]])))
     for name in ("oof", "test"):
@@ -93,6 +93,11 @@ def test_tta_ensemble_submission_and_report_end_to_end(trained, tmp_path):
     assert len(oof.ids) == len(set(oof.ids)) and set(oof.ids) == set(np.concatenate(validation))
     assert list(test.ids) == list(dataset.eval["id"])
 
+    with pytest.raises(DataError, match="ensemble.json.*run `python -m fathom ensemble --exp tiny`"):
+        submit(dataset, runs, "tiny", tmp_path / "subs", "tiny")  # submit writes; the ensemble stage tunes
+    labels_only = tmp_path / "labels_only"  # the ensemble stage reads no pixels: the data without its images
+    shutil.copytree(dataset.root, labels_only, ignore=shutil.ignore_patterns("images"))
+    fit_ensemble(load_dataset(labels_only, check_images=False), runs, "tiny")
     submitted = submit(dataset, runs, "tiny", tmp_path / "subs", "tiny")
     record = submitted.ensemble
     assert record.tta is True and record.members == ["resnet10t", "resnet18"]
@@ -141,7 +146,7 @@ def test_members_with_different_ids_are_refused(trained, tmp_path):
             p = Predictions.load(path)
             dataclasses.replace(p, ids=np.r_[p.ids[:-1], ["someone-else"]]).save(path)
     with pytest.raises(DataError, match="fold_0/oof.*ids differ"):
-        submit(dataset, runs, "tiny", tmp_path / "subs", "tiny")
+        fit_ensemble(dataset, runs, "tiny")
 
 
 @pytest.mark.slow
@@ -170,7 +175,7 @@ def test_tta_files_older_than_the_training_are_not_used(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_predict_submit_report_print_the_choice(trained, tmp_path, capsys):
+def test_cli_predict_ensemble_submit_report_print_the_choice(trained, tmp_path, capsys):
     import shutil
 
     from fathom.cli import main
@@ -181,15 +186,17 @@ def test_cli_predict_submit_report_print_the_choice(trained, tmp_path, capsys):
     common = ["--data", str(dataset.root), "--exp", "tiny", "--runs", str(runs)]
     assert main(["predict", *common, "workers=0"]) == 0
     assert "TTA views 1x, 1x+hflip" in capsys.readouterr().out
-    assert main(["submit", *common, "--out", str(tmp_path / "subs"), "--osd", "knn_aligned"]) == 0
+    assert main(["ensemble", *common, "--osd", "knn_aligned"]) == 0
     assert "osd = knn_aligned (pinned by --osd)" in capsys.readouterr().out
+    assert main(["submit", *common, "--out", str(tmp_path / "subs")]) == 0
     assert json.loads((tmp_path / "subs" / "tiny.json").read_text())["ensemble"]["osd"]["method"] == "knn_aligned"
-    assert main(["submit", *common, "--out", str(tmp_path / "subs"), "--osd", "psychic"]) == 2
+    assert main(["ensemble", *common, "--osd", "psychic"]) == 2
     assert "unknown osd method 'psychic'" in capsys.readouterr().err
+    assert main(["ensemble", *common]) == 0
+    assert "held out (best single" in capsys.readouterr().out
     assert main(["submit", *common, "--out", str(tmp_path / "subs")]) == 0
     assert main(["report", *common]) == 0
     out = capsys.readouterr().out
-    assert "held out (best single" in out and "osd = " in out
     assert "demo eval score" in out and (tmp_path / "subs" / "submission.csv").is_file()
     assert f"wrote {runs / 'tiny' / 'report.md'}" in out
     # the closing lines: every backbone and the ensemble against the prior, held out and on the demo eval

@@ -6,7 +6,7 @@ import torch
 
 from fathom.constants import N_FINE, N_SUPER
 from fathom.data.cache import ImageCache
-from fathom.data.samples import EpochSampler, FrameDataset, make_loader
+from fathom.data.loaders import EpochSampler, FrameDataset, make_loader
 from fathom.data.transforms import train_transform
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fathom.config import TrainConfig, load_config
+from conftest import tiny_config
+from fathom.config import load_config
 from fathom.constants import N_FINE, N_SUPER
 from fathom.data.labels import prior_log_odds, repeat_factors
 from fathom.data.layout import load_dataset
@@ -18,7 +18,7 @@ from fathom.folds import make_folds
 from fathom.infer.tta import predict_experiment
 from fathom.models.net import FathomNet
 from fathom.predictions import Predictions
-from fathom.data.samples import EpochSampler
+from fathom.data.loaders import EpochSampler
 from fathom.train.loss import FathomLoss
 from fathom.train.mixing import MultiLabelMix
 from fathom.train.run import train
@@ -48,10 +48,7 @@ def tiny(demo_dir):
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_each_option_trains_end_to_end(tiny, tmp_path, option):
     dataset, folds = tiny
-    cfg = TrainConfig(name="opt", backbones=["resnet18"], pretrained=False, image_size=32, folds=[0], epochs=2,
-                      batch_size=8, lr=1e-3, warmup_epochs=0.5, workers=0, limit=40,
-                      cache_dir=str(tmp_path / "cache"), seed=1)
-    cfg = dataclasses.replace(cfg, **OPTIONS[option])
+    cfg = tiny_config(tmp_path, name="opt", batch_size=8, limit=40, seed=1, **OPTIONS[option])
     scores = train(cfg, dataset, folds, tmp_path / "runs")
     backbone = cfg.backbones[0]
     assert 0 <= scores[backbone] <= 1

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from fathom.ensemble.novelty import (FeatureSet, class_mahalanobis, domain_probability, knn_distance,
-                                     reference_pca)
-from fathom.ensemble.osd_choice import Evidence, feature_scores
+from fathom.ensemble.novelty import class_mahalanobis, domain_probability, knn_distance, reference_pca
+from fathom.ensemble.osd_scorers import FOLD_MODEL, FrameSet, score_all
 from fathom.metric import scaled_auc
 
 
@@ -54,7 +53,7 @@ def test_domain_classifier_is_cross_fitted_and_ranks_beyond_the_shared_shift(shi
 
 
 def test_one_reference_pca_serves_every_method_that_projects(shifted_case):
-    reference, labels, target, _ = shifted_case  # feature_scores fits it once per member for three methods
+    reference, labels, target, _ = shifted_case  # a reference FrameSet fits it once per member for three scorers
     pca = reference_pca(reference)
     for aligned in (False, True):
         assert np.array_equal(class_mahalanobis(reference, labels, target, aligned, pca=pca),
@@ -66,15 +65,12 @@ def test_one_reference_pca_serves_every_method_that_projects(shifted_case):
 def test_feature_scores_average_members_and_need_embeddings(shifted_case):
     reference, labels, target, is_new = shifted_case
     n = len(target)
-    evidence = Evidence(np.full((n, 290), 0.1), np.full((n, 20), 0.1), np.full((2, n, 290), 0.1),
-                        np.zeros((n, 150)), np.zeros((200, 150)),
-                        features=[FeatureSet(reference, labels, target), FeatureSet(-reference, labels, -target)])
-    scores = feature_scores(evidence)
-    assert set(scores) == {"knn", "knn_aligned", "mahalanobis", "mahalanobis_aligned", "domain"}
+    embedded = FrameSet(np.zeros((200, 150)), labels=labels, embeddings=(reference, -reference))
+    scores = score_all(embedded, FrameSet(np.zeros((n, 150)), embeddings=(target, -target)), names=FOLD_MODEL)
+    assert set(scores) == FOLD_MODEL == {"knn", "knn_aligned", "mahalanobis", "mahalanobis_aligned", "domain"}
     assert all(s.shape == (n,) and np.isfinite(s).all() for s in scores.values())
     assert scaled_auc(is_new, scores["knn_aligned"]) > 0.8
-    evidence.features = None
-    assert feature_scores(evidence) == {}
+    assert score_all(FrameSet(np.zeros((200, 150))), FrameSet(np.zeros((n, 150))), names=FOLD_MODEL) == {}
 
 
 def frames(rng, brightness, gain=(1.0, 1.0, 1.0)):

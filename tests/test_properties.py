@@ -3,7 +3,6 @@ a reader returns a table or raises a DataError naming the file, never anything e
 
 from __future__ import annotations
 
-import pytest
 
 import json
 import tempfile

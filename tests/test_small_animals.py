@@ -20,7 +20,7 @@ from fathom.data.tiles import COMBINERS, TileDataset, TilePlan, cached_shapes, c
 from fathom.predictions import Predictions
 from fathom.runs import FoldDir
 from fathom.data.cache import ImageCache
-from fathom.data.samples import CropDataset, CropDraw
+from fathom.data.loaders import CropDataset, CropDraw
 from fathom.data.transforms import crop_transform, eval_transform, train_transform
 
 WINDOW = (100, 100, 200, 200)  # x0, y0, x1, y1
@@ -182,7 +182,8 @@ def test_crops_and_tiles_end_to_end(demo_dir, tmp_path):
     """`sampling: crops` trains on crops, predicts every frame whole and tiled, picks the combiner on each
     fold's validation images, reuses that rule in TTA, and hands tile evidence to the osd choice."""
     from fathom.ensemble.fit import fit_ensemble
-    from fathom.infer.tta import FoldPredictor, predict_experiment
+    from fathom.infer.tta import predict_experiment
+    from fathom.predictor import Predictor
     from fathom.train.run import train
 
     folds_csv, config = write_experiment(tmp_path, demo_dir, {
@@ -207,7 +208,7 @@ def test_crops_and_tiles_end_to_end(demo_dir, tmp_path):
     assert ((0 <= evidence) & (evidence <= 1)).all() and not np.allclose(evidence, 1 - oof.fine.max(1))
     path_of = dict(zip(pd.concat([dataset.train["id"], dataset.eval["id"]]),
                        pd.concat([dataset.train["path"], dataset.eval["path"]])))
-    again = FoldPredictor(fold, ["tta_hflip=false"]).predict([path_of[i] for i in oof.ids])
+    again = Predictor.from_fold(fold, ["tta_hflip=false"]).predict([path_of[i] for i in oof.ids])
     assert np.allclose(again["fine"], oof.fine, atol=1e-5) and np.allclose(again["tile_evidence"], evidence, atol=1e-5)
 
     assert predict_experiment(dataset, tmp_path / "runs", "crops")["resnet18"] == ["1x", "1x+hflip"]

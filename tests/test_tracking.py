@@ -1,11 +1,10 @@
 """wandb tracking: optional, offline without a network, never fatal, never writes the API key."""
 
-import dataclasses
 import logging
 
 import pytest
 
-from fathom.config import TrainConfig
+from conftest import tiny_config
 from fathom.data.layout import load_dataset
 from fathom.folds import make_folds
 from fathom.train.run import train
@@ -28,9 +27,7 @@ def wandb_env(tmp_path, monkeypatch):
 def tiny(tmp_path, demo_dir, **changes):
     dataset = load_dataset(demo_dir)
     folds = make_folds(dataset.train, dataset.categories, n_folds=3, seed=0)
-    cfg = TrainConfig(name="tracked", backbones=["resnet18"], pretrained=False, image_size=32, folds=[0], epochs=1,
-                      batch_size=16, workers=0, limit=24, cache_dir=str(tmp_path / "cache"))
-    return dataclasses.replace(cfg, **changes), dataset, folds
+    return tiny_config(tmp_path, name="tracked", epochs=1, limit=24, **changes), dataset, folds
 
 
 def test_off_unless_asked(monkeypatch):

@@ -8,11 +8,26 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 from fathom import paths
 from fathom.errors import FathomError, one_line
 
 log = logging.getLogger("fathom")
+
+
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+COMMANDS: list[Command] = []  # (name, help, its arguments, what it runs), in the order `--help` lists them
+GROUPS = {"bench": "benchmarks: `bench speed` (throughput, FLOP/s, memory), `bench quality` (ablations), "
+                   "`bench demo` (the demo's targets), `bench scale`"}
+
+
+def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentParser], None]):
+    """Register `cmd_*` as `python -m fathom NAME`, with its arguments declared just above it."""
+    def register(func: Callable[[argparse.Namespace], int]):
+        COMMANDS.append((name, help_text, arguments, func))
+        return func
+    return register
 
 
 def add_data_args(p: argparse.ArgumentParser, images: bool = True) -> None:
@@ -41,119 +56,16 @@ def record_bench(result: dict, out: Path | None) -> None:
         write_json(result, out)
 
 
-def cmd_bench_speed(args) -> int:
-    from fathom.bench.speed import run_speed_bench, training_peak_rss
-    from fathom.bench.tables import speed_tables
-    from fathom.config import load_config
-
-    cfg = load_config(args.config)
-    backbones = args.backbones or cfg.backbones
-    result = run_speed_bench(load(args), cfg, backbones, args.sizes, args.n_images, args.repeats, args.compile)
-    if args.rss_folds:
-        result["peak_rss_mib"] = {b: training_peak_rss(args.data, args.rss_folds, args.config, b, ["epochs=1"])
-                                  for b in backbones}
-    record_bench(result, args.out)
-    print(speed_tables(result))
-    return 0
+def demo_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("data/demo"))
+    p.add_argument("--n-train", type=int, default=800)
+    p.add_argument("--n-eval", type=int, default=400)
+    p.add_argument("--size", type=int, default=640, help="long side of the large frames, px")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
 
 
-def cmd_bench_quality(args) -> int:
-    from fathom.bench.quality import run_quality_bench
-    from fathom.bench.tables import quality_table, small_animals_table
-    from fathom.distill import distill_table
-    from fathom.config import load_config
-    from fathom.folds import read_folds
-
-    dataset = load(args)
-    folds = read_folds(args.folds, dataset.train["id"])
-    result = run_quality_bench(dataset, folds, load_config(args.config, args.overrides), args.runs,
-                               methods=not args.no_methods)
-    record_bench(result, args.out)
-    print(quality_table(result))
-    print(small_animals_table(result))
-    if "distill" in result:
-        print(distill_table(result["distill"]))
-    return 0
-
-
-def cmd_bench_cache(args) -> int:
-    import tempfile
-
-    import pandas as pd
-
-    from fathom.bench.cache import run_cache_bench
-    from fathom.bench.tables import cache_table
-    from fathom.data.layout import read_coco_images, SPLIT_JSON
-
-    dataset = load(args)
-    paths = list(dataset.train["path"][: args.n_images])
-    real = pd.concat([read_coco_images(args.real / SPLIT_JSON[s]) for s in SPLIT_JSON]) if args.real else None
-    sizes = list(zip(real["width"], real["height"])) if real is not None else []
-    with tempfile.TemporaryDirectory(dir=args.cache_dir) as cache:
-        result = run_cache_bench(paths, Path(cache), args.long_side, args.crop_size, args.image_size, sizes)
-    record_bench(result, args.out)
-    print(cache_table(result))
-    return 0
-
-
-def cmd_bench_gpu(args) -> int:
-    from fathom.bench.gpu import gpu_tables, run_gpu_check, write_into
-
-    result = run_gpu_check(args.backbones, args.size, args.batch, args.repeats, args.compile, args.frames,
-                           args.workers, args.crop_size)
-    record_bench(result, args.out)
-    tables = gpu_tables(result) + f"\n(`{result['command']}`, commit `{result['git_commit']}`, {result['date']})\n"
-    if args.benchmarks:
-        write_into(args.benchmarks, tables)
-    print(tables)
-    return 0
-
-
-def cmd_bench_scale(args) -> int:
-    from fathom.bench.scale import plot_scale, run_scale_bench
-    from fathom.bench.tables import scale_table
-
-    result = run_scale_bench(args.config, args.backbone, args.images, args.sizes, args.n_eval)
-    record_bench(result, args.out)
-    if args.out:
-        plot_scale(result, args.out.with_suffix(".png"))
-    print(scale_table(result))
-    return 0
-
-
-def cmd_explain(args) -> int:
-    from fathom.explain import explain
-
-    written = explain(load(args), args.runs, args.exp, args.ids, args.out, args.backbone, args.top)
-    print(f"wrote {len(written)} Grad-CAM overlays to {args.out}")
-    return 0
-
-
-def cmd_distill(args) -> int:
-    from fathom.config import load_config
-    from fathom.distill import distill, distill_table
-    from fathom.folds import read_folds
-
-    dataset = load(args)
-    folds = read_folds(args.folds, dataset.train["id"])
-    result = distill(dataset, folds, load_config(args.config, args.overrides), args.runs, args.exp, args.student,
-                     args.weight)
-    print(distill_table(result))
-    return 0
-
-
-def cmd_bundle(args) -> int:
-    from fathom.bundle import KAGGLE_LACKS, build_bundle
-    from fathom.config import load_config
-
-    backbones = load_config(args.config).backbones if args.weights or args.weights_from else []
-    manifest = build_bundle(args.out, backbones, args.weights_from, args.runs, args.checkpoints,
-                            KAGGLE_LACKS if args.wheel is None else args.wheel, args.pip_arg, args.dataset_id)
-    print(f"wrote {args.out}: wheels {', '.join(manifest['wheels'])}; weights {', '.join(manifest['weights']) or '-'}"
-          f"; run {manifest['run']['exp'] if manifest['run'] else '-'} (upload it as a Kaggle dataset: see its README)")
-    return 0
-
-
+@command("demo-data", "write the synthetic demo competition folder", demo_data_arguments)
 def cmd_demo_data(args) -> int:
     from fathom.demo.make import make_demo
 
@@ -162,6 +74,17 @@ def cmd_demo_data(args) -> int:
     return 0
 
 
+def download_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--coco", type=Path, required=True, help="e.g. DIR/object_detection/train.json")
+    p.add_argument("--out", type=Path, default=None, help="image folder (default: DIR/images)")
+    p.add_argument("--workers", type=int, default=16, help="concurrent downloads")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--attempts", type=int, default=4, help="tries per image (exponential backoff)")
+    p.add_argument("--backoff", type=float, default=1.0, help="seconds before the first retry")
+    p.add_argument("--max-mb", type=int, default=64, help="largest response accepted, MiB")
+
+
+@command("download", "fetch every image of a COCO file from its coco_url (resumable)", download_arguments)
 def cmd_download(args) -> int:
     from fathom.data.download import FAILURES_CSV, Settings, check_settings, download
 
@@ -174,6 +97,16 @@ def cmd_download(args) -> int:
     return 1 if len(failures) else 0
 
 
+def folds_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_args(p, images=False)
+    p.add_argument("--n-folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--group", choices=["dive"], default=None,
+                   help="keep every dive (from coco_url) in one fold: validation on unseen dives, like the test")
+    p.add_argument("--out", type=Path, required=True, help="e.g. folds/demo.csv")
+
+
+@command("folds", "build multilabel stratified folds (labels only, no images needed)", folds_arguments)
 def cmd_folds(args) -> int:
     from fathom.folds import make_folds, summarize, write_folds
 
@@ -185,26 +118,14 @@ def cmd_folds(args) -> int:
     return 0
 
 
-def cmd_score(args) -> int:
-    from fathom.metric import as_json_numbers, read_scoring_csv, score_frames
-
-    try:
-        scores = score_frames(read_scoring_csv(args.solution), read_scoring_csv(args.submission))
-    except ValueError as err:
-        raise FathomError(f"{args.submission}: {err}") from None
-    print(json.dumps(as_json_numbers(scores)))
-    return 0
+def prior_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_args(p)
+    p.add_argument("--folds", type=Path, required=True)
+    p.add_argument("--exp", default="prior")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
 
 
-def cmd_validate_submission(args) -> int:
-    from fathom.submission import validate_submission_file
-
-    dataset = load(args, check_images=False)
-    validate_submission_file(args.file, dataset.eval["id"], dataset.categories.ids)
-    print(f"{args.file}: valid ({len(dataset.eval)} rows)")
-    return 0
-
-
+@command("prior", "fit the label-frequency prior: OOF and test predictions", prior_arguments)
 def cmd_prior(args) -> int:
     from fathom.data.features import colour_stats_many
     from fathom.folds import read_folds
@@ -226,48 +147,18 @@ def cmd_prior(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
-    from fathom.infer.tta import predict_experiment
-    from fathom.runs import Experiment
-
-    views = predict_experiment(load(args), args.runs, args.exp, args.overrides)
-    folder = Experiment(args.runs, args.exp).views_file.parent
-    for backbone, names in views.items():
-        print(f"{args.exp}/{backbone}: TTA views {', '.join(names)} -> {folder}")
-    return 0
-
-
-def cmd_submit(args) -> int:
-    from fathom.runs import SubmissionFiles
-    from fathom.submit import submit
-
-    record = submit(load(args), args.runs, args.exp, args.out, args.name or args.exp, args.osd)  # images: colour osd
-    ensemble = record.ensemble
-    if ensemble is not None:
-        weights = ", ".join(f"{n} {w:.2f}" for n, w in ensemble.weights.items() if w)
-        strategies, osd = ensemble.strategies, ensemble.osd.chosen
-        print(f"{args.exp}: ensemble '{ensemble.strategy}' ({weights}; b = {ensemble.exponents['b']}): OOF MAP@20 "
-              f"{ensemble.chosen.held_out:.4f} held out (best single {strategies['best single'].held_out:.4f},"
-              f" equal weights {strategies['equal weights'].held_out:.4f})")
-        print(f"{args.exp}: osd = {ensemble.osd.method}{' (pinned by --osd)' if args.osd else ''} (estimated sAUC "
-              f"{osd.pooled:.4f}: {osd.held_out_categories:.4f} on held-out categories, {osd.train_vs_test:.4f} "
-              "train vs test)")
-    files = SubmissionFiles(args.out, record.name)
-    print(f"wrote {files.csv} and {files.latest} ({record.rows} rows)")
-    if record.eval_score is not None:
-        print("demo eval score: " + json.dumps(record.eval_score))
-    return 0
+def train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="a YAML file or a shipped config name (demo, full)")
+    add_data_args(p)
+    p.add_argument("--folds", type=Path, required=True)
+    p.add_argument("--fold", type=int, default=None, help="train only this fold")
+    p.add_argument("--backbone", default=None, help="train only this backbone")
+    p.add_argument("--resume", action="store_true", help="continue interrupted folds from their last.pt")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=3")
 
 
-def cmd_report(args) -> int:
-    from fathom.report import write_report
-    from fathom.scoreboard import scoreboard_lines
-
-    print(f"wrote {write_report(load(args, check_images=False), args.runs, args.exp, args.out, args.random_folds_exp)}")
-    print("\n".join(scoreboard_lines(args.runs, args.exp, args.out)))
-    return 0
-
-
+@command("train", "train backbones x folds of a config; writes OOF and test predictions", train_arguments)
 def cmd_train(args) -> int:
     from fathom.config import load_config
     from fathom.folds import read_folds
@@ -285,84 +176,168 @@ def cmd_train(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fathom", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("demo-data", help="write the synthetic demo competition folder")
-    p.add_argument("--out", type=Path, default=Path("data/demo"))
-    p.add_argument("--n-train", type=int, default=800)
-    p.add_argument("--n-eval", type=int, default=400)
-    p.add_argument("--size", type=int, default=640, help="long side of the large frames, px")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    p.set_defaults(func=cmd_demo_data)
-
-    p = sub.add_parser("download", help="fetch every image of a COCO file from its coco_url (resumable)")
-    p.add_argument("--coco", type=Path, required=True, help="e.g. DIR/object_detection/train.json")
-    p.add_argument("--out", type=Path, default=None, help="image folder (default: DIR/images)")
-    p.add_argument("--workers", type=int, default=16, help="concurrent downloads")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-    p.add_argument("--attempts", type=int, default=4, help="tries per image (exponential backoff)")
-    p.add_argument("--backoff", type=float, default=1.0, help="seconds before the first retry")
-    p.add_argument("--max-mb", type=int, default=64, help="largest response accepted, MiB")
-    p.set_defaults(func=cmd_download)
-
-    p = sub.add_parser("bench", help="benchmarks: `bench speed` (throughput, FLOP/s, memory), `bench quality` (ablations), `bench scale`")
-    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    p = bench.add_parser("speed", help="model step, loader and epoch throughput, ours vs naive, GFLOP/s, peak RSS")
+def predict_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
-    p.add_argument("--config", default="demo", help="whose backbones and per-backbone settings (default: %(default)s)")
-    p.add_argument("--backbones", nargs="+", default=None)
-    p.add_argument("--sizes", nargs="+", type=int, default=[64, 224])
-    p.add_argument("--n-images", type=int, default=128, help="images per loader / epoch measurement")
-    p.add_argument("--repeats", type=int, default=3, help="timed batches per model-step measurement")
-    p.add_argument("--compile", action="store_true", help="add a torch.compile variant")
-    p.add_argument("--rss-folds", type=Path, default=None, help="also measure peak RSS of one-fold training runs")
-    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    p.set_defaults(func=cmd_bench_speed)
-    p = bench.add_parser("quality", help="the full recipe against the seed recipe, single backbones and ablations")
-    add_data_args(p)
-    p.add_argument("--folds", type=Path, required=True, help="id,fold file of the data")
-    p.add_argument("--config", default="demo", help="the full recipe's config (default: %(default)s)")
-    p.add_argument("--runs", type=Path, default=paths.runs_dir(), help="its experiments (finished folds are reused)")
-    p.add_argument("--no-methods", action="store_true", help="leave out the method rows (one option each)")
-    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=2")
-    p.set_defaults(func=cmd_bench_quality)
-    p = bench.add_parser("cache", help="image cache formats: bytes per frame, reads, crops, the real data's size")
-    add_data_args(p)
-    p.add_argument("--n-images", type=int, default=48, help="train frames to cache (default: %(default)s)")
-    p.add_argument("--long-side", type=int, default=960, help="(default: %(default)s, the full config's)")
-    p.add_argument("--crop-size", type=int, default=384, help="(default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=384, help="(default: %(default)s)")
-    p.add_argument("--real", type=Path, default=None, help="a folder with the real label files: project their size")
-    p.add_argument("--cache-dir", type=Path, default=None, help="where the temporary caches go (default: the system's)")
-    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    p.set_defaults(func=cmd_bench_cache)
-    p = bench.add_parser("gpu", help="the CUDA check: backbone steps under fp16/bf16, a short real-size crops training")
-    p.add_argument("--backbones", nargs="+", default=["resnet18", "densenet121", "efficientnet_b0", "convnext_tiny"])
-    p.add_argument("--size", type=int, default=384, help="(default: %(default)s, the full config's)")
-    p.add_argument("--batch", type=int, default=32, help="(default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=10, help="timed batches per step measurement")
-    p.add_argument("--compile", action="store_true", help="add a torch.compile (fp16) variant")
-    p.add_argument("--crop-size", type=int, default=384, help="crops and tiles, in pixels at long side 960")
-    p.add_argument("--frames", type=int, default=96, help="rendered 1920x1080 training frames (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=4, help="loader workers of the training (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    p.add_argument("--benchmarks", type=Path, default=None, help="write the tables into this file's GPU-check section")
-    p.set_defaults(func=cmd_bench_gpu)
-    p = bench.add_parser("scale", help="one backbone's time and memory against training images and image size")
-    p.add_argument("--config", default="demo", help="(default: %(default)s)")
-    p.add_argument("--backbone", default="resnet18", help="(default: %(default)s)")
-    p.add_argument("--images", nargs="+", type=int, default=[500, 2000, 8000], help="training image counts")
-    p.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 256], help="image sizes (at the first count)")
-    p.add_argument("--n-eval", type=int, default=100, help="eval images of every point")
-    p.add_argument("--out", type=Path, default=None, help="write the results as JSON and a log-log plot (.png)")
-    p.set_defaults(func=cmd_bench_scale)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="tta_hflip, tta_scales, batch_size, workers, e.g. tta_scales=[1.0,1.25]")
 
-    p = sub.add_parser("bundle", help="build the folder to upload as a Kaggle dataset (code, wheels, weights)")
+
+@command("predict", "re-predict OOF and eval images of every finished fold with TTA", predict_arguments)
+def cmd_predict(args) -> int:
+    from fathom.infer.tta import predict_experiment
+    from fathom.runs import Experiment
+
+    views = predict_experiment(load(args), args.runs, args.exp, args.overrides)
+    folder = Experiment(args.runs, args.exp).views_file.parent
+    for backbone, names in views.items():
+        print(f"{args.exp}/{backbone}: TTA views {', '.join(names)} -> {folder}")
+    return 0
+
+
+def ensemble_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_args(p, images=False)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("--osd", default=None, metavar="METHOD",
+                   help="pin the out-of-sample method (e.g. domain, knn_aligned, entropy+colour) instead of the "
+                        "label-free choice; report.md lists them")
+
+
+@command("ensemble", "tune the ensemble and choose the osd on OOF predictions (reads no pixels)", ensemble_arguments)
+def cmd_ensemble(args) -> int:
+    from fathom.ensemble.fit import fit_ensemble
+
+    ensemble, _ = fit_ensemble(load(args, check_images=False), args.runs, args.exp, osd=args.osd)
+    weights = ", ".join(f"{n} {w:.2f}" for n, w in ensemble.weights.items() if w)
+    strategies, osd = ensemble.strategies, ensemble.osd.chosen
+    print(f"{args.exp}: ensemble '{ensemble.strategy}' ({weights}; b = {ensemble.exponents['b']}): OOF MAP@20 "
+          f"{ensemble.chosen.held_out:.4f} held out (best single {strategies['best single'].held_out:.4f},"
+          f" equal weights {strategies['equal weights'].held_out:.4f})")
+    print(f"{args.exp}: osd = {ensemble.osd.method}{' (pinned by --osd)' if args.osd else ''} (estimated sAUC "
+          f"{osd.pooled:.4f}: {osd.held_out_categories:.4f} on held-out categories, {osd.train_vs_test:.4f} "
+          "train vs test)")
+    return 0
+
+
+def submit_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_args(p, images=False)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--name", default=None, help="file name stem (default: the experiment)")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("--out", type=Path, default=paths.submissions_dir())
+
+
+@command("submit", "write an experiment's ensemble (or the prior) as submission CSVs", submit_arguments)
+def cmd_submit(args) -> int:
+    from fathom.runs import SubmissionFiles
+    from fathom.submit import submit
+
+    record = submit(load(args, check_images=False), args.runs, args.exp, args.out, args.name or args.exp)
+    files = SubmissionFiles(args.out, record.name)
+    print(f"wrote {files.csv} and {files.latest} ({record.rows} rows)")
+    if record.eval_score is not None:
+        print("demo eval score: " + json.dumps(record.eval_score))
+    return 0
+
+
+def validate_submission_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path)
+    add_data_args(p, images=False)
+
+
+@command("validate-submission", "check a submission file before uploading it", validate_submission_arguments)
+def cmd_validate_submission(args) -> int:
+    from fathom.submission import validate_submission_file
+
+    dataset = load(args, check_images=False)
+    validate_submission_file(args.file, dataset.eval["id"], dataset.categories.ids)
+    print(f"{args.file}: valid ({len(dataset.eval)} rows)")
+    return 0
+
+
+def score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--solution", type=Path, required=True)
+    p.add_argument("--submission", type=Path, required=True)
+
+
+@command("score", "score a submission as the official scorer does", score_arguments)
+def cmd_score(args) -> int:
+    from fathom.metric import as_json_numbers, read_scoring_csv, score_frames
+
+    try:
+        scores = score_frames(read_scoring_csv(args.solution), read_scoring_csv(args.submission))
+    except ValueError as err:
+        raise FathomError(f"{args.submission}: {err}") from None
+    print(json.dumps(as_json_numbers(scores)))
+    return 0
+
+
+def report_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_args(p, images=False)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("--out", type=Path, default=paths.submissions_dir(), help="submission records (the prior's)")
+    p.add_argument("--random-folds-exp", default=None, metavar="EXP",
+                   help="the same recipe trained on random folds: its in-distribution OOF beside this one's")
+
+
+@command("report", "write runs/<exp>/report.md with plots (after ensemble and submit)", report_arguments)
+def cmd_report(args) -> int:
+    from fathom.report import write_report
+    from fathom.scoreboard import scoreboard_lines
+
+    print(f"wrote {write_report(load(args, check_images=False), args.runs, args.exp, args.out, args.random_folds_exp)}")
+    print("\n".join(scoreboard_lines(args.runs, args.exp, args.out)))
+    return 0
+
+
+def explain_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_args(p)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--ids", nargs="+", required=True, help="train or eval image ids")
+    p.add_argument("--out", type=Path, required=True, help="folder for <id>.png")
+    p.add_argument("--backbone", default=None, help="default: the ensemble's heaviest member, else the first")
+    p.add_argument("--top", type=int, default=3, help="categories per image")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+
+
+@command("explain", "Grad-CAM overlays of an experiment's top-3 categories for some images", explain_arguments)
+def cmd_explain(args) -> int:
+    from fathom.explain import explain
+
+    written = explain(load(args), args.runs, args.exp, args.ids, args.out, args.backbone, args.top)
+    print(f"wrote {len(written)} Grad-CAM overlays to {args.out}")
+    return 0
+
+
+def distill_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_args(p)
+    p.add_argument("--exp", required=True, help="the teacher experiment (after `ensemble`)")
+    p.add_argument("--student", required=True, help="the student backbone, e.g. resnet18")
+    p.add_argument("--folds", type=Path, required=True, help="the teacher's id,fold file")
+    p.add_argument("--config", default="demo", help="the student's recipe (default: %(default)s)")
+    p.add_argument("--weight", type=float, default=0.5, help="share of the soft labels in the targets")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for the student")
+
+
+@command("distill", "train one student backbone on an ensemble's soft labels; compare them", distill_arguments)
+def cmd_distill(args) -> int:
+    from fathom.config import load_config
+    from fathom.distill import distill, distill_table
+    from fathom.folds import read_folds
+
+    dataset = load(args)
+    folds = read_folds(args.folds, dataset.train["id"])
+    result = distill(dataset, folds, load_config(args.config, args.overrides), args.runs, args.exp, args.student,
+                     args.weight)
+    print(distill_table(result))
+    return 0
+
+
+def bundle_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--config", default="full", help="whose backbones' weights to include (default: %(default)s)")
     p.add_argument("--weights", action="store_true", help="include ImageNet weights (downloads them via timm)")
@@ -375,93 +350,197 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pip-arg", action="append", default=[], metavar="ARG",
                    help="passed to pip download, e.g. --pip-arg=--index-url=URL (repeatable)")
     p.add_argument("--dataset-id", default="YOUR_KAGGLE_USERNAME/fathom-bundle", help="for dataset-metadata.json")
-    p.set_defaults(func=cmd_bundle)
 
-    p = sub.add_parser("folds", help="build multilabel stratified folds (labels only, no images needed)")
-    add_data_args(p, images=False)
-    p.add_argument("--n-folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--group", choices=["dive"], default=None,
-                   help="keep every dive (from coco_url) in one fold: validation on unseen dives, like the test")
-    p.add_argument("--out", type=Path, required=True, help="e.g. folds/demo.csv")
-    p.set_defaults(func=cmd_folds)
 
-    p = sub.add_parser("score", help="score a submission as the official scorer does")
-    p.add_argument("--solution", type=Path, required=True)
-    p.add_argument("--submission", type=Path, required=True)
-    p.set_defaults(func=cmd_score)
+@command("bundle", "build the folder to upload as a Kaggle dataset (code, wheels, weights)", bundle_arguments)
+def cmd_bundle(args) -> int:
+    from fathom.bundle import KAGGLE_LACKS, build_bundle
+    from fathom.config import load_config
 
-    p = sub.add_parser("validate-submission", help="check a submission file before uploading it")
-    p.add_argument("file", type=Path)
-    add_data_args(p, images=False)
-    p.set_defaults(func=cmd_validate_submission)
+    backbones = load_config(args.config).backbones if args.weights or args.weights_from else []
+    manifest = build_bundle(args.out, backbones, args.weights_from, args.runs, args.checkpoints,
+                            KAGGLE_LACKS if args.wheel is None else args.wheel, args.pip_arg, args.dataset_id)
+    print(f"wrote {args.out}: wheels {', '.join(manifest['wheels'])}; weights {', '.join(manifest['weights']) or '-'}"
+          f"; run {manifest['run']['exp'] if manifest['run'] else '-'} (upload it as a Kaggle dataset: see its README)")
+    return 0
 
-    p = sub.add_parser("prior", help="fit the label-frequency prior: OOF and test predictions")
+
+def bench_speed_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
-    p.add_argument("--folds", type=Path, required=True)
-    p.add_argument("--exp", default="prior")
-    p.add_argument("--runs", type=Path, default=paths.runs_dir())
-    p.set_defaults(func=cmd_prior)
+    p.add_argument("--config", default="demo", help="whose backbones and per-backbone settings (default: %(default)s)")
+    p.add_argument("--backbones", nargs="+", default=None)
+    p.add_argument("--sizes", nargs="+", type=int, default=[64, 224])
+    p.add_argument("--n-images", type=int, default=128, help="images per loader / epoch measurement")
+    p.add_argument("--repeats", type=int, default=3, help="timed batches per model-step measurement")
+    p.add_argument("--compile", action="store_true", help="add a torch.compile variant")
+    p.add_argument("--rss-folds", type=Path, default=None, help="also measure peak RSS of one-fold training runs")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
 
-    p = sub.add_parser("train", help="train backbones x folds of a config; writes OOF and test predictions")
-    p.add_argument("--config", required=True, help="a YAML file or a shipped config name (demo, full)")
+
+@command("bench speed", "model step, loader and epoch throughput, ours vs naive, GFLOP/s, peak RSS",
+         bench_speed_arguments)
+def cmd_bench_speed(args) -> int:
+    from fathom.bench.speed import run_speed_bench, training_peak_rss
+    from fathom.bench.tables import speed_tables
+    from fathom.config import load_config
+
+    cfg = load_config(args.config)
+    backbones = args.backbones or cfg.backbones
+    result = run_speed_bench(load(args), cfg, backbones, args.sizes, args.n_images, args.repeats, args.compile)
+    if args.rss_folds:
+        result["peak_rss_mib"] = {b: training_peak_rss(args.data, args.rss_folds, args.config, b, ["epochs=1"])
+                                  for b in backbones}
+    record_bench(result, args.out)
+    print(speed_tables(result))
+    return 0
+
+
+def bench_quality_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
-    p.add_argument("--folds", type=Path, required=True)
-    p.add_argument("--fold", type=int, default=None, help="train only this fold")
-    p.add_argument("--backbone", default=None, help="train only this backbone")
-    p.add_argument("--resume", action="store_true", help="continue interrupted folds from their last.pt")
-    p.add_argument("--runs", type=Path, default=paths.runs_dir())
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=3")
-    p.set_defaults(func=cmd_train)
+    p.add_argument("--folds", type=Path, required=True, help="id,fold file of the data")
+    p.add_argument("--config", default="demo", help="the full recipe's config (default: %(default)s)")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir(), help="its experiments (finished folds are reused)")
+    p.add_argument("--no-methods", action="store_true", help="leave out the method rows (one option each)")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=2")
 
-    p = sub.add_parser("explain", help="Grad-CAM overlays of an experiment's top-3 categories for some images")
+
+@command("bench quality", "the full recipe against the seed recipe, single backbones and ablations",
+         bench_quality_arguments)
+def cmd_bench_quality(args) -> int:
+    from fathom.bench.quality import run_quality_bench
+    from fathom.bench.tables import quality_table, small_animals_table
+    from fathom.distill import distill_table
+    from fathom.config import load_config
+    from fathom.folds import read_folds
+
+    dataset = load(args)
+    folds = read_folds(args.folds, dataset.train["id"])
+    result = run_quality_bench(dataset, folds, load_config(args.config, args.overrides), args.runs,
+                               methods=not args.no_methods)
+    record_bench(result, args.out)
+    print(quality_table(result))
+    print(small_animals_table(result))
+    if "distill" in result:
+        print(distill_table(result["distill"]))
+    return 0
+
+
+def bench_demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exp", default="demo", help="(default: %(default)s)")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("--submissions", type=Path, default=paths.submissions_dir())
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+
+
+@command("bench demo", "the demo recipe's quality targets and margins, from a finished `bash run.sh`",
+         bench_demo_arguments)
+def cmd_bench_demo(args) -> int:
+    from fathom.bench.demo import demo_table, demo_targets
+
+    result = demo_targets(args.runs, args.exp, args.submissions)
+    record_bench(result, args.out)
+    print(demo_table(result))
+    return 0
+
+
+def bench_cache_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
-    p.add_argument("--exp", required=True)
-    p.add_argument("--ids", nargs="+", required=True, help="train or eval image ids")
-    p.add_argument("--out", type=Path, required=True, help="folder for <id>.png")
-    p.add_argument("--backbone", default=None, help="default: the ensemble's heaviest member, else the first")
-    p.add_argument("--top", type=int, default=3, help="categories per image")
-    p.add_argument("--runs", type=Path, default=paths.runs_dir())
-    p.set_defaults(func=cmd_explain)
+    p.add_argument("--n-images", type=int, default=48, help="train frames to cache (default: %(default)s)")
+    p.add_argument("--long-side", type=int, default=960, help="(default: %(default)s, the full config's)")
+    p.add_argument("--crop-size", type=int, default=384, help="(default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=384, help="(default: %(default)s)")
+    p.add_argument("--real", type=Path, default=None, help="a folder with the real label files: project their size")
+    p.add_argument("--cache-dir", type=Path, default=None, help="where the temporary caches go (default: the system's)")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
 
-    p = sub.add_parser("distill", help="train one student backbone on an ensemble's soft labels; compare them")
-    add_data_args(p)
-    p.add_argument("--exp", required=True, help="the teacher experiment (after `submit`)")
-    p.add_argument("--student", required=True, help="the student backbone, e.g. resnet18")
-    p.add_argument("--folds", type=Path, required=True, help="the teacher's id,fold file")
-    p.add_argument("--config", default="demo", help="the student's recipe (default: %(default)s)")
-    p.add_argument("--weight", type=float, default=0.5, help="share of the soft labels in the targets")
-    p.add_argument("--runs", type=Path, default=paths.runs_dir())
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for the student")
-    p.set_defaults(func=cmd_distill)
 
-    p = sub.add_parser("predict", help="re-predict OOF and eval images of every finished fold with TTA")
-    add_data_args(p)
-    p.add_argument("--exp", required=True)
-    p.add_argument("--runs", type=Path, default=paths.runs_dir())
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="tta_hflip, tta_scales, batch_size, workers, e.g. tta_scales=[1.0,1.25]")
-    p.set_defaults(func=cmd_predict)
+@command("bench cache", "image cache formats: bytes per frame, reads, crops, the real data's size",
+         bench_cache_arguments)
+def cmd_bench_cache(args) -> int:
+    import tempfile
 
-    p = sub.add_parser("report", help="write runs/<exp>/report.md with plots (after submit)")
-    add_data_args(p, images=False)
-    p.add_argument("--exp", required=True)
-    p.add_argument("--runs", type=Path, default=paths.runs_dir())
-    p.add_argument("--out", type=Path, default=paths.submissions_dir(), help="submission records (the prior's)")
-    p.add_argument("--random-folds-exp", default=None, metavar="EXP",
-                   help="the same recipe trained on random folds: its in-distribution OOF beside this one's")
-    p.set_defaults(func=cmd_report)
+    import pandas as pd
 
-    p = sub.add_parser("submit", help="ensemble an experiment (tuned on OOF) and write submission CSVs")
-    add_data_args(p)
-    p.add_argument("--exp", required=True)
-    p.add_argument("--name", default=None, help="file name stem (default: the experiment)")
-    p.add_argument("--runs", type=Path, default=paths.runs_dir())
-    p.add_argument("--out", type=Path, default=paths.submissions_dir())
-    p.add_argument("--osd", default=None, metavar="METHOD",
-                   help="pin the out-of-sample method (e.g. domain, knn_aligned, entropy+colour) instead of the "
-                        "label-free choice; report.md lists them")
-    p.set_defaults(func=cmd_submit)
+    from fathom.bench.cache import run_cache_bench
+    from fathom.bench.tables import cache_table
+    from fathom.data.layout import read_coco_images, SPLIT_JSON
+
+    dataset = load(args)
+    paths = list(dataset.train["path"][: args.n_images])
+    real = pd.concat([read_coco_images(args.real / SPLIT_JSON[s]) for s in SPLIT_JSON]) if args.real else None
+    sizes = list(zip(real["width"], real["height"])) if real is not None else []
+    with tempfile.TemporaryDirectory(dir=args.cache_dir) as cache:
+        result = run_cache_bench(paths, Path(cache), args.long_side, args.crop_size, args.image_size, sizes)
+    record_bench(result, args.out)
+    print(cache_table(result))
+    return 0
+
+
+def bench_gpu_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbones", nargs="+", default=["resnet18", "densenet121", "efficientnet_b0", "convnext_tiny"])
+    p.add_argument("--size", type=int, default=384, help="(default: %(default)s, the full config's)")
+    p.add_argument("--batch", type=int, default=32, help="(default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=10, help="timed batches per step measurement")
+    p.add_argument("--compile", action="store_true", help="add a torch.compile (fp16) variant")
+    p.add_argument("--crop-size", type=int, default=384, help="crops and tiles, in pixels at long side 960")
+    p.add_argument("--frames", type=int, default=96, help="rendered 1920x1080 training frames (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=4, help="loader workers of the training (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--benchmarks", type=Path, default=None, help="write the tables into this file's GPU-check section")
+
+
+@command("bench gpu", "the CUDA check: backbone steps under fp16/bf16, a short real-size crops training",
+         bench_gpu_arguments)
+def cmd_bench_gpu(args) -> int:
+    from fathom.bench.gpu import gpu_tables, run_gpu_check, write_into
+
+    result = run_gpu_check(args.backbones, args.size, args.batch, args.repeats, args.compile, args.frames,
+                           args.workers, args.crop_size)
+    record_bench(result, args.out)
+    tables = gpu_tables(result) + f"\n(`{result['command']}`, commit `{result['git_commit']}`, {result['date']})\n"
+    if args.benchmarks:
+        write_into(args.benchmarks, tables)
+    print(tables)
+    return 0
+
+
+def bench_scale_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="demo", help="(default: %(default)s)")
+    p.add_argument("--backbone", default="resnet18", help="(default: %(default)s)")
+    p.add_argument("--images", nargs="+", type=int, default=[500, 2000, 8000], help="training image counts")
+    p.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 256], help="image sizes (at the first count)")
+    p.add_argument("--n-eval", type=int, default=100, help="eval images of every point")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON and a log-log plot (.png)")
+
+
+@command("bench scale", "one backbone's time and memory against training images and image size", bench_scale_arguments)
+def cmd_bench_scale(args) -> int:
+    from fathom.bench.scale import plot_scale, run_scale_bench
+    from fathom.bench.tables import scale_table
+
+    result = run_scale_bench(args.config, args.backbone, args.images, args.sizes, args.n_eval)
+    record_bench(result, args.out)
+    if args.out:
+        plot_scale(result, args.out.with_suffix(".png"))
+    print(scale_table(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One subparser per registered command (`bench X` nests under `bench`), in registration order."""
+    parser = argparse.ArgumentParser(prog="python -m fathom", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, help_text, arguments, func in COMMANDS:
+        group, _, leaf = name.rpartition(" ")
+        if group and group not in groups:
+            groups[group] = sub.add_parser(group, help=GROUPS[group]).add_subparsers(
+                dest=group, required=True, metavar=group.upper())
+        p = (groups[group] if group else sub).add_parser(leaf, help=help_text)
+        arguments(p)
+        p.set_defaults(func=func)
     return parser
 
 

@@ -110,7 +110,7 @@ class TrainConfig:
     @property
     def prediction_batch_size(self) -> int:
         """Images per validation or prediction batch: `infer_batch_size`, else `batch_size`. Without gradients a
-        larger batch is cheap; on the CPU 64 ran 1.2-1.35x faster than 32 for every demo backbone."""
+        larger batch is cheap and faster (BENCHMARKS.md, "The demo recipe")."""
         return self.infer_batch_size or self.batch_size
 
     def for_backbone(self, backbone: str) -> "TrainConfig":

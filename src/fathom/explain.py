@@ -22,7 +22,7 @@ from fathom.atomic import atomic_path
 from fathom.data.images import open_rgb
 from fathom.data.layout import Dataset
 from fathom.errors import DataError, FathomError
-from fathom.infer.tta import FoldPredictor
+from fathom.predictor import Predictor
 from fathom.predictions import Predictions
 from fathom.runs import Experiment, FoldDir
 from fathom.data.transforms import eval_transform
@@ -68,7 +68,7 @@ def held_out_by(fold_dirs: list[FoldDir]) -> dict[str, FoldDir]:
     return {str(i): fold_dir for fold_dir in fold_dirs for i in Predictions.load(fold_dir.predictions("oof")).ids}
 
 
-def class_activation_maps(predictor: FoldPredictor, frame: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray,
+def class_activation_maps(predictor: Predictor, frame: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray,
                                                                                          np.ndarray]:
     """(top category indices, their probabilities, their CAMs [top, S, S] in 0..1) of one RGB frame."""
     from pytorch_grad_cam import GradCAM
@@ -128,11 +128,11 @@ def explain(dataset: Dataset, runs: Path, exp: str, ids: list[str], out: Path, b
     names = dataset.categories.table["name"].tolist()
     labels_of = dataset.train.set_index("id")["categories"]
     fold_of = held_out_by(found[backbone])
-    predictors: dict[FoldDir, FoldPredictor] = {}
+    predictors: dict[FoldDir, Predictor] = {}
     written = []
     for image_id in ids:
         fold_dir = fold_of.get(image_id, found[backbone][0])  # eval images: the first fold
-        predictor = predictors.setdefault(fold_dir, FoldPredictor(fold_dir))
+        predictor = predictors.setdefault(fold_dir, Predictor.from_fold(fold_dir))
         frame = np.asarray(open_rgb(path_of[image_id], SHOWN_SHORT_SIDE))
         scale = SHOWN_SHORT_SIDE / min(frame.shape[:2])
         if scale < 1:

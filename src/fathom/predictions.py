@@ -123,3 +123,47 @@ def concat(parts: list[Predictions]) -> Predictions:
 def combine_folds(parts: list[dict[str, Predictions]]) -> tuple[Predictions, Predictions]:
     """(every fold's validation rows stacked, the eval rows averaged over folds, extras included)."""
     return concat([p["oof"] for p in parts]), mean_of([p["test"] for p in parts], parts[0]["test"].ids)
+
+
+@dataclass
+class FrameAppearance:
+    """runs/<exp>/appearance.npz: every train and eval frame's appearance vector (fathom.data.features:
+    colour, log colour, grey thumbnail), read once from the experiment's image cache by `train`, so that no
+    stage after it reads pixels. `source`: the cache folder it was read from."""
+
+    ids: np.ndarray
+    values: np.ndarray  # [N, N_APPEARANCE]
+    source: str
+
+    def __post_init__(self):
+        self.ids = np.asarray(self.ids).astype(str)
+        if len(self.values) != len(self.ids):
+            raise ValueError(f"appearance: {len(self.values)} rows for {len(self.ids)} ids")
+
+    def of(self, ids: Sequence[str]) -> np.ndarray:
+        """[len(ids), N_APPEARANCE] in `ids` order; an id it lacks is a DataError."""
+        row = {i: n for n, i in enumerate(self.ids)}
+        ids = np.asarray(ids).astype(str)
+        missing = [i for i in ids if i not in row]
+        if missing:
+            raise DataError("appearance.npz", f"{len(missing)} frames have no appearance vector (e.g. {missing[0]})",
+                            hint="run `python -m fathom train` again on this data (finished folds are reused)")
+        return self.values[[row[i] for i in ids]]
+
+    def covers(self, ids: Sequence[str], source: str) -> bool:
+        return self.source == source and set(np.asarray(ids).astype(str)) <= set(self.ids)
+
+    def save(self, path: str | Path) -> None:
+        write_npz(path, ids=self.ids, values=np.asarray(self.values), source=np.str_(self.source))
+
+    @classmethod
+    def load(cls, path: str | Path, hint: str = "") -> "FrameAppearance":
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(path, "no frame appearance file", hint=hint)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls(data["ids"], data["values"], str(data["source"]))
+        except Exception as err:  # a truncated zip, a missing array
+            raise DataError(path, f"unreadable appearance file ({err.__class__.__name__}: {str(err)[:160]})",
+                            hint=hint) from None

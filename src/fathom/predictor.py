@@ -1,7 +1,8 @@
 """The one predictor: a model, its precision and its sampling strategy, turning cached frames into
 per-frame probabilities. Training's per-epoch validation, its OOF and eval files, and TTA all go through
 `Predictor.rows` (per view) and `Predictor.frames` (views combined per frame by the sampling strategy);
-only the views and the combining rule differ.
+only the views and the combining rule differ. `Predictor.from_fold` loads a finished fold's best
+checkpoint with the config it trained with, and `predict` averages its TTA views.
 """
 
 from __future__ import annotations
@@ -15,11 +16,20 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from fathom.data.samples import make_loader
-from fathom.data.sampling import Frames, Views
+from fathom.config import TrainConfig
+from fathom.data.loaders import make_loader
+from fathom.data.sampling import Frames, Views, sampling_for
+from fathom.data.transforms import eval_transform
+from fathom.device import choose_device
+from fathom.errors import DataError
+from fathom.models.net import FathomNet
+from fathom.runs import FoldDir
+from fathom.train.checkpoint import load_checkpoint
 from fathom.train.distributed import Distributed
 from fathom.train.loop import to_device
 from fathom.train.precision import Precision
+
+OVERRIDABLE = {"tta_hflip", "tta_scales", "batch_size", "infer_batch_size", "workers", "cache_dir", "device"}
 
 
 @torch.no_grad()
@@ -43,18 +53,75 @@ def predict(model: nn.Module, loader, precision: Precision, channels_last: bool 
     return {head: np.concatenate(parts) for head, parts in out.items()}
 
 
+def fold_config(fold_dir: FoldDir, overrides: list[str] = ()) -> TrainConfig:
+    """The config a finished fold trained with, with prediction-only `overrides` (views, batch size, device)."""
+    for item in overrides:
+        if item.partition("=")[0] not in OVERRIDABLE:
+            raise DataError("command line", f"{item!r}: prediction may only change {', '.join(sorted(OVERRIDABLE))}",
+                            hint="other settings are fixed by how the fold was trained")
+    return fold_dir.train_config(["device=auto", *overrides])  # where it trained says nothing of where it predicts
+
+
 class Predictor:
     """Predicts lists of cached frames through the sampling strategy's views.
 
     Views and their loaders are made once per `key` (e.g. "valid"), so per-epoch validation keeps its
-    loader workers.
+    loader workers. `rule`: how a tiled fold combines a frame's views (None: the strategy's default).
     """
 
     def __init__(self, model: nn.Module, sampling: Frames, precision: Precision, batch_size: int, workers: int,
-                 channels_last: bool = True, dist: Distributed = Distributed()):
+                 channels_last: bool = True, dist: Distributed = Distributed(), rule: str | None = None):
         self.model, self.sampling, self.precision, self.dist = model, sampling, precision, dist
-        self.batch_size, self.workers, self.channels_last = batch_size, workers, channels_last
+        self.batch_size, self.workers, self.channels_last, self.rule = batch_size, workers, channels_last, rule
         self.prepared: dict[str, tuple[Views, torch.utils.data.DataLoader]] = {}
+
+    @classmethod
+    def from_fold(cls, fold_dir: FoldDir | Path, overrides: list[str] = (), device: torch.device | None = None
+                  ) -> "Predictor":
+        """A finished fold's best checkpoint under the config it trained with (and prediction `overrides`)."""
+        fold_dir = fold_dir if isinstance(fold_dir, FoldDir) else FoldDir(Path(fold_dir))
+        cfg = fold_config(fold_dir, overrides)
+        device = device or choose_device(cfg.device)
+        model = FathomNet.for_config(fold_dir.backbone, cfg, trained=True)
+        model.load_state_dict(load_checkpoint(fold_dir.best, device)["model"])
+        model.to(device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return cls(model, sampling_for(cfg), Precision.for_prediction(cfg.amp, cfg.infer_amp, device),
+                   cfg.prediction_batch_size, cfg.workers, cfg.channels_last, rule=fold_dir.done().tile_combine)
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.sampling.cfg
+
+    @property
+    def device(self) -> torch.device:
+        return self.precision.device
+
+    def predict(self, paths: list[str], plain=None) -> dict[str, np.ndarray]:
+        """{fine, super, extras} of the images at `paths`, averaged over the config's TTA views (equal weights).
+
+        `plain`: the training run's own predictions of these images (fathom.predictions.Predictions: the 1x
+        view, same checkpoint, transform and precision), reused instead of predicted again.
+        """
+        cfg, total, count = self.cfg, {}, 0
+        for scale in cfg.tta_scales:
+            flips = (False, True) if cfg.tta_hflip else (False,)
+            if scale == 1.0 and plain is not None:
+                total = accumulate(total, {"fine": plain.fine, "super": plain.super, **plain.extras}, 1)
+                count, flips = count + 1, flips[1:]
+            if not flips:
+                continue
+            total = accumulate(total, self.predict_view(paths, max(8, round(cfg.image_size * scale)), flips),
+                               len(flips))
+            count += len(flips)
+        return {head: value / count for head, value in total.items()}
+
+    def predict_view(self, paths: list[str], size: int, flips: tuple[bool, ...]) -> dict[str, np.ndarray]:
+        """One scale's per-frame probabilities (flips averaged), views resized to `size`."""
+        stats = self.model.data_config()
+        files = self.sampling.cache(size).build(paths, workers=max(2, self.cfg.workers * 2))
+        return self.frames(None, files, eval_transform(size, stats["mean"], stats["std"]), self.rule, flips)
 
     def prepare(self, key: str | None, files: Sequence[Path], transform: A.Compose) -> tuple[Views, object]:
         """The views of `files` and their loader; kept under `key` (made on first use), or made afresh
@@ -83,3 +150,7 @@ class Predictor:
         """Per-frame {fine, super, extras} of `files`; tiled views are combined by `rule` (default: the
         strategy's)."""
         return self.sampling.frames(*self.rows(key, files, transform, flips), rule)
+
+
+def accumulate(total: dict[str, np.ndarray], out: dict[str, np.ndarray], weight: int) -> dict[str, np.ndarray]:
+    return {head: total.get(head, 0.0) + value * weight for head, value in out.items()}

@@ -1,6 +1,6 @@
 """`python -m fathom report --exp E`: runs/<exp>/report.md and its plots, from what the run wrote.
 
-Reads the EnsembleRecord (written by `submit`), the Summary and ensemble/oof.npz (fathom.runs), the prior's
+Reads the EnsembleRecord (written by `ensemble`), the Summary and ensemble/oof.npz (fathom.runs), the prior's
 submission record when there is one, and optionally a second experiment trained on random folds (its
 in-distribution OOF); trains and predicts nothing. Plots: per-category AP of the ensemble's held-out OOF scores against the category's
 training frequency, and each backbone's OOF MAP@20 per fold next to the ensemble's.
@@ -25,10 +25,10 @@ from fathom.data.layout import Dataset  # noqa: E402
 from fathom.ensemble.members import train_labels  # noqa: E402
 from fathom.ensemble.osd_choice import MAX_OOS_SHARE  # noqa: E402
 from fathom.folds import make_folds  # noqa: E402
+from fathom.models.prior import frequency_prior_map20  # noqa: E402
 from fathom.predictions import Predictions  # noqa: E402
 from fathom.runs import EnsembleRecord, Experiment, Summary  # noqa: E402
 from fathom.scoreboard import submission_record  # noqa: E402
-from fathom.train.run import frequency_prior_map20  # noqa: E402
 
 IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 OSD_PAIRS = 10  # the osd table lists every single method and the best pairs; ensemble.json holds every candidate

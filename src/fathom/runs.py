@@ -10,7 +10,9 @@ runs/<exp>/                                   Experiment
     done.json                                 Done: written last; a fold without it is unfinished
   oof/<model>.npz test/<model>.npz            every fold's validation rows; eval rows averaged over folds
   tta/oof/<model>.npz tta/test/<model>.npz    the same from the TTA files; tta/views.json
-  ensemble.json ensemble/{oof,test}.npz       EnsembleRecord and the tuned blend's predictions
+  appearance.npz                              FrameAppearance of every train and eval frame (train writes it)
+  ensemble.json ensemble/{oof,test}.npz       EnsembleRecord and the tuned blend's predictions (`ensemble`)
+  ensemble/osd_scores.npz                     every osd candidate's scores (fathom.ensemble.osd_choice)
   report.md report_*.png distill.json
 submissions/<name>.csv, <name>.json           the submission and its SubmissionRecord
 
@@ -247,6 +249,8 @@ class Experiment:
 
     summary_file = property(lambda self: self.root / "summary.json")
     ensemble_file = property(lambda self: self.root / "ensemble.json")
+    osd_scores_file = property(lambda self: self.root / "ensemble" / "osd_scores.npz")
+    appearance_file = property(lambda self: self.root / "appearance.npz")
     views_file = property(lambda self: self.root / "tta" / "views.json")
     report = property(lambda self: self.root / "report.md")
     distill_file = property(lambda self: self.root / "distill.json")
@@ -287,7 +291,7 @@ class Experiment:
 
     def ensemble(self) -> EnsembleRecord:
         return read_record(EnsembleRecord, self.ensemble_file,
-                           hint=f"run `python -m fathom submit --exp {self.name}` first")
+                           hint=f"run `python -m fathom ensemble --exp {self.name}` first")
 
     def summary(self) -> Summary | None:
         return read_record(Summary, self.summary_file) if self.summary_file.is_file() else None

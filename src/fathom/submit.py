@@ -1,9 +1,10 @@
-"""Turn an experiment into submission files (CSV + JSON record), scored when the data has a solution.
+"""`python -m fathom submit`: write an experiment's eval predictions as submission files (CSV + JSON record),
+scored when the data has a solution (the demo's).
 
-An experiment with trained folds is ensembled first (fathom.ensemble.fit: weights, exponents and the
-out-of-sample score chosen on its OOF predictions, written to runs/<exp>/ensemble.json). One without
-(the frequency prior) is the equal-weight mean of its runs/<exp>/test/*.npz, osd included.
-Records: fathom.runs.SubmissionRecord (submissions/<name>.json), EnsembleRecord (runs/<exp>/ensemble.json).
+An experiment with trained folds submits its ensemble's predictions (runs/<exp>/ensemble/test.npz and
+ensemble.json, written by `python -m fathom ensemble`); one without (the frequency prior) the equal-weight
+mean of its runs/<exp>/test/*.npz, osd included. Nothing is tuned, chosen or read from pixels here.
+Records: fathom.runs.SubmissionRecord (submissions/<name>.json).
 """
 
 from __future__ import annotations
@@ -35,6 +36,22 @@ def equal_blend(dataset: Dataset, experiment: Experiment) -> tuple[list[str], Pr
     return [f.stem for f in files], blended
 
 
+def ensembled(experiment: Experiment) -> tuple[EnsembleRecord, Predictions]:
+    """The ensemble stage's record and eval predictions; refused when a fold or its TTA files are newer."""
+    hint = f"run `python -m fathom ensemble --exp {experiment.name}`"
+    record = experiment.ensemble()
+    written = experiment.ensemble_predictions("test")
+    if not written.is_file():
+        raise DataError(written, "the ensemble's eval predictions are missing", hint=hint)
+    inputs = [d.done_file for dirs in experiment.finished_folds().values() for d in dirs]
+    inputs += [experiment.views_file] if experiment.views_file.is_file() else []
+    newer = [p for p in inputs if p.stat().st_mtime_ns > written.stat().st_mtime_ns]
+    if newer:
+        raise DataError(written, f"older than {newer[0]} (a fold was trained or predicted after the ensemble)",
+                        hint=hint)
+    return record, Predictions.load(written)
+
+
 def score_on_solution(dataset: Dataset, prediction: Predictions, osd: np.ndarray | None = None) -> dict[str, float]:
     """{map20, sauc, score} of the submission built from `prediction` (its own osd unless given) against the
     data's solution.csv (the demo's), without writing it."""
@@ -43,21 +60,14 @@ def score_on_solution(dataset: Dataset, prediction: Predictions, osd: np.ndarray
     return score_frames(read_scoring_csv(dataset.root / C.SOLUTION_CSV), table)
 
 
-def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str, osd: str | None = None
-           ) -> SubmissionRecord:
-    """Write <out_dir>/<name>.csv, submission.csv and <name>.json; returns the record. `osd`: pin the
-    out-of-sample method instead of the label-free choice (an ensembled experiment only)."""
+def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str) -> SubmissionRecord:
+    """Write <out_dir>/<name>.csv, submission.csv and <name>.json; returns the record."""
     experiment = Experiment(runs, exp)
     ensemble: EnsembleRecord | None = None
     if experiment.finished_folds():
-        from fathom.ensemble.fit import fit_ensemble
-
-        ensemble, predictions = fit_ensemble(dataset, runs, exp, osd=osd)
+        ensemble, predictions = ensembled(experiment)
         members = ensemble.members
     else:
-        if osd is not None:
-            raise DataError(experiment.root, f"--osd {osd}: experiment {exp!r} has no trained folds to choose among",
-                            hint="the prior's osd is its colour novelty")
         members, predictions = equal_blend(dataset, experiment)
     eval_ids = dataset.eval["id"].to_numpy()
     table = make_submission(predictions.ids, predictions.fine, predictions.osd, dataset.categories.ids, order=eval_ids)

@@ -32,7 +32,7 @@ from fathom.config import TrainConfig
 from fathom.constants import N_FINE, N_SUPER
 from fathom.models.net import FathomNet
 from fathom.data.cache import ImageCache
-from fathom.data.samples import EpochSampler, FrameDataset, make_loader
+from fathom.data.loaders import EpochSampler, FrameDataset, make_loader
 from fathom.data.transforms import train_transform
 from fathom.train.loop import to_device, train_one_epoch
 from fathom.train.loss import FathomLoss

@@ -2,8 +2,8 @@
 
 `.npy` (`cache_format: npy`) is the fastest to read (no decode; crops and tiles read only their rows
 through a memory map) and the largest: a 960x540 frame is 1.5 MB. `jpeg` stores the same frame in a
-small fraction of that (quality 90; a fortieth on the demo's synthetic frames, BENCHMARKS.md, "The
-image cache on a Kaggle disk") for one JPEG decode per read: what the real data needs on a Kaggle
+small fraction of that (quality 90; BENCHMARKS.md, "The image cache on a Kaggle disk") for one JPEG
+decode per read: what the real data needs on a Kaggle
 disk. Readers go through `read_frame` and `frame_shape`, which dispatch on the file's suffix.
 """
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 SUFFIX = {"npy": ".npy", "jpeg": ".jpg"}  # cache_format -> file suffix
 JPEG_QUALITY = 90
-JPEG_BYTES_PER_PIXEL = 0.35  # the disk check's budget: a guess well above the demo's measured 0.07 (BENCHMARKS.md)
+JPEG_BYTES_PER_PIXEL = 0.35  # the disk check's budget: well above what was measured (BENCHMARKS.md, the image cache)
 NPY_HEADER = 128
 
 

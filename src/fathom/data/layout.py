@@ -19,7 +19,6 @@ import pandas as pd
 
 from fathom import constants as C
 from fathom.data.categories import Categories, load_categories
-from fathom.data.images import drop_or_raise_unusable
 from fathom.data.tables import read_text_csv
 from fathom.errors import DataError
 
@@ -70,6 +69,8 @@ def load_dataset(
             continue
         table = load_split(root, split, categories, images)
         if check_images:  # a submission needs every eval image: only train images may be skipped
+            from fathom.data.images import drop_or_raise_unusable  # the label-only stages never load PIL
+
             table = drop_or_raise_unusable(table, images, allow_missing_images and split == "train")
         tables[split] = table
     return Dataset(root, categories, tables["train"], tables["eval"])

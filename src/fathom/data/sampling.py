@@ -2,7 +2,7 @@
 
 - `Frames`: whole frames cached with their short side at image_size; one prediction row per frame.
 - `Crops`: frames cached with their long side at most crop_long_side; training mixes box-aware crops
-  with whole frames (fathom.data.samples.CropDataset); every frame is predicted as its whole view plus
+  with whole frames (fathom.data.loaders.CropDataset); every frame is predicted as its whole view plus
   overlapping tiles, combined per frame by a rule chosen on validation (fathom.data.tiles).
 
 The training loop, the predictor and the ensemble ask the strategy and never branch on `sampling`.
@@ -24,7 +24,7 @@ from fathom.data.cache import ImageCache
 from fathom.paths import cache_root
 from fathom.data.layout import Dataset as Competition
 from fathom.data.layout import load_boxes
-from fathom.data.samples import CropDataset, CropDraw, FrameDataset
+from fathom.data.loaders import CropDataset, CropDraw, FrameDataset
 from fathom.data.tiles import COMBINERS, DEFAULT_RULE, TileDataset, TilePlan, cached_shapes, combine, frame_predictions
 from fathom.metric import map_at_k_from_probs
 

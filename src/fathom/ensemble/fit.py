@@ -1,4 +1,6 @@
-"""Fit an experiment's ensemble on its out-of-fold predictions and predict the eval images with it.
+"""`python -m fathom ensemble`: fit an experiment's ensemble on its out-of-fold predictions, predict the eval
+images with it and choose their out-of-sample score. Reads only files the earlier stages wrote (the folds'
+prediction files, runs/<exp>/appearance.npz, the label files): no pixels.
 
 Strategies, each tuned on OOF rows only:
   best single                  the member with the best MAP@20
@@ -9,10 +11,12 @@ Strategies, each tuned on OOF rows only:
 Over-fitting guard (cross-fitting): for each fold k the strategy is tuned on the other folds' rows
 and applied to fold k's rows; the pooled result is its held-out MAP@20. The strategy with the best
 held-out score (the simpler one on ties) is then tuned on every OOF row and used for the eval images.
-The out-of-sample score is chosen with fathom.ensemble.osd_choice.
+The out-of-sample score is chosen with fathom.ensemble.osd_choice from the scorers of
+fathom.ensemble.osd_scorers.
 
 Writes runs/<exp>/ensemble.json (the choice and every number behind it) and runs/<exp>/ensemble/
-{oof,test}.npz (held-out OOF scores of the chosen strategy; eval scores with the chosen osd).
+{oof,test}.npz (held-out OOF scores of the chosen strategy; eval scores with the chosen osd) and
+osd_scores.npz (every candidate's scores: the osd choice can be redone from it).
 """
 
 from __future__ import annotations
@@ -25,17 +29,15 @@ import numpy as np
 import pandas as pd
 
 from fathom import constants as C
-from fathom.data.features import appearance_many
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
-from fathom.ensemble.members import Members, load_members, members_cache, train_labels
-from fathom.ensemble.novelty import FeatureSet, separability
-from fathom.ensemble.osd_choice import (Evidence, choose_osd, combined, feature_scores, probability_scores,
-                                        sauc_variance, single_scores, stacked, with_dive_means)
+from fathom.ensemble.members import Members, load_members, train_labels
+from fathom.ensemble.novelty import separability
+from fathom.ensemble.osd_choice import FoldScores, OsdScores, choose_from, sauc_variance
+from fathom.ensemble.osd_scorers import FOLD_MODEL, FrameSet, combined, eval_scores, score_all, with_dive_means
 from fathom.metric import map_at_k_from_probs, read_scoring_csv, scaled_auc, tokens
-from fathom.osd import rank_average
-from fathom.predictions import Predictions
+from fathom.predictions import FrameAppearance, Predictions
 from fathom.provenance import git_commit
 from fathom.runs import EnsembleRecord, Experiment, OofScores, OsdChoice, OsdScore, StrategyScore, write_record
 
@@ -94,56 +96,46 @@ def solution_labels(dataset: Dataset, ids: np.ndarray) -> tuple[np.ndarray, np.n
     return fine, solution["osd"].to_numpy(float)
 
 
-def appearance_features(dataset: Dataset, members: Members) -> dict[str, np.ndarray]:
-    """id -> appearance (colour statistics and grey thumbnail) of every train and eval frame, read from the
-    experiment's image cache."""
-    ids = np.concatenate([dataset.train["id"], dataset.eval["id"]]).astype(str)
-    paths = list(dataset.train["path"]) + list(dataset.eval["path"])
-    files = members_cache(members).build(paths)
-    return dict(zip(ids, appearance_many([str(f) for f in files])))
-
-
 def dives_of(table: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
     """The dive of each image in `ids` ("" where its url names none), from a split table."""
     return table.set_index("id")["dive"].astype(str).loc[ids].to_numpy()
 
 
-def osd_tasks(dataset: Dataset, members: Members, weights: np.ndarray, appearance: dict[str, np.ndarray]):
-    """The two label-free osd measurements (see osd_choice), fold by fold, and each fold's evidence on the
-    eval images (its feature-based scores are averaged over folds for the submission)."""
-    train_ids = dataset.train["id"].to_numpy().astype(str)
+def read_appearance(experiment: Experiment) -> FrameAppearance:
+    return FrameAppearance.load(experiment.appearance_file,
+                                hint=f"run `python -m fathom train` for experiment {experiment.name!r} again "
+                                     "(finished folds are reused; it writes the file)")
+
+
+def osd_scores(dataset: Dataset, members: Members, weights: np.ndarray, appearance: FrameAppearance) -> OsdScores:
+    """Every scorer's scores of the sets the osd choice measures on (fathom.ensemble.osd_choice), fold by fold,
+    and of the eval frames for the submission (fathom.ensemble.osd_scorers.eval_scores)."""
     labels = members.targets(dataset)
-    eval_appearance = np.stack([appearance[i] for i in members.eval_ids])
+    eval_appearance = appearance.of(members.eval_ids)
     train_dives, eval_dives = dives_of(dataset.train, members.oof_ids), dives_of(dataset.eval, members.eval_ids)
-    held_out, shift, tests, unseen_images, separable = [], [], [], 0, []
+    all_train = dataset.train["id"].to_numpy().astype(str)
+    folds, separable = [], []
     for position, fold in enumerate(members.folds):
         rows = members.fold_of == fold
-        valid_ids = members.oof_ids[rows]
         embedded = None if members.embeddings is None else [m[position] for m in members.embeddings]
-        train_part = embedded[0].train_ids if embedded else np.setdiff1d(train_ids, valid_ids)
+        train_part = embedded[0].train_ids if embedded else np.setdiff1d(all_train, members.oof_ids[rows])
         train_part_labels = train_labels(dataset, train_part)
-        seen = train_part_labels.sum(0) > 0
-        reference = np.stack([appearance[i] for i in train_part])
-        features = {split: None if not embedded else
-                    [FeatureSet(e.train, train_part_labels, getattr(e, split)) for e in embedded]
-                    for split in ("valid", "test")}
-        valid = Evidence(blend(members.oof_fine[:, rows], weights), blend(members.oof_super[:, rows], weights),
-                         members.oof_fine[:, rows], np.stack([appearance[i] for i in valid_ids]), reference,
-                         None if members.oof_tiles is None else blend(members.oof_tiles[:, rows], weights),
-                         features["valid"], train_dives[rows])
-        is_new = (labels[rows][:, ~seen] > 0).any(1).astype(float)
-        unseen_images += int(is_new.sum())
-        valid_scores = single_scores(valid)
-        held_out.append((valid_scores, is_new))
-        test = Evidence(blend(members.test_fine[:, position], weights), blend(members.test_super[:, position], weights),
-                        members.test_fine[:, position], eval_appearance, reference,
-                        None if members.test_tiles is None else blend(members.test_tiles[:, position], weights),
-                        features["test"], eval_dives)
-        tests.append(test)
-        separable.append(separability(valid.appearance, eval_appearance))
-        shift.append((stacked(valid_scores, single_scores(test)),
-                      np.r_[np.zeros(rows.sum()), np.ones(len(eval_appearance))]))
-    return held_out, shift, tests, unseen_images, float(np.nanmean(separable)) if separable else None
+        reference = FrameSet(appearance.of(train_part), labels=train_part_labels,
+                             embeddings=tuple(e.train for e in embedded) if embedded else None)
+        sides = {
+            "valid": FrameSet(appearance.of(members.oof_ids[rows]), **members.oof_blend(rows, weights),
+                              embeddings=tuple(e.valid for e in embedded) if embedded else None),
+            "test": FrameSet(eval_appearance, **members.eval_blend(weights, position),
+                             embeddings=tuple(e.test for e in embedded) if embedded else None)}
+        scored = {split: with_dive_means(score_all(reference, side), dives)
+                  for (split, side), dives in zip(sides.items(), (train_dives[rows], eval_dives))}
+        unseen = (labels[rows][:, train_part_labels.sum(0) == 0] > 0).any(1).astype(float)
+        folds.append(FoldScores(int(fold), scored["valid"], scored["test"], unseen))
+        separable.append(separability(sides["valid"].appearance, eval_appearance))
+    final = eval_scores(FrameSet(appearance.of(all_train)),
+                        FrameSet(eval_appearance, **members.eval_blend(weights)),
+                        [{n: f.test[n] for n in FOLD_MODEL if n in f.test} for f in folds], eval_dives)
+    return OsdScores(folds, final, float(np.nanmean(separable)) if separable else None)
 
 
 def compare_strategies(members: Members, targets: np.ndarray, parent: np.ndarray, exp: str,
@@ -183,29 +175,20 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
     pooled = {name: map_at_k_from_probs(members.oof_fine[m], targets) for m, name in enumerate(members.names)}
     table, held_out_scores, chosen = compare_strategies(members, targets, parent, exp, strategies)
     recipe = table[chosen]["recipe"]
-    appearance = appearance_features(dataset, members)
-    held_out, shift, tests, unseen_images, shift_sauc = osd_tasks(dataset, members, recipe.weights, appearance)
-    osd_method, osd_table, osd_weights = choose_osd(held_out, shift, shift_sauc)
+    experiment = Experiment(runs, exp)
+    scores = osd_scores(dataset, members, recipe.weights, read_appearance(experiment))
+    osd_method, osd_table, osd_weights = choose_from(scores)
     if osd is not None and osd not in osd_table:
-        raise DataError(Experiment(runs, exp).root, f"unknown osd method {osd!r}",
+        raise DataError(experiment.root, f"unknown osd method {osd!r}",
                         hint=f"one of {', '.join(sorted(osd_table, key=lambda n: ('+' in n, n)))}")
     osd_method = osd or osd_method
-
     test_fine, test_super = members.test_mean()
-    final = Evidence(blend(test_fine, recipe.weights), blend(test_super, recipe.weights), test_fine,
-                     np.stack([appearance[i] for i in members.eval_ids]),
-                     np.stack([appearance[i] for i in dataset.train["id"].astype(str)]),
-                     None if members.test_tiles is None else blend(members.test_tiles.mean(1), recipe.weights))
-    fold_scores = [feature_scores(test) for test in tests]  # each fold model against its own training frames
-    test_scores = with_dive_means({**probability_scores(final), **{
-        name: rank_average([scores[name] for scores in fold_scores]) for name in fold_scores[0]}},
-        dives_of(dataset.eval, members.eval_ids))
-    prediction = Predictions(members.eval_ids, recipe.apply(test_fine, test_super, parent), final.sup,
-                             {"osd": combined(test_scores, osd_method)})
+    prediction = Predictions(members.eval_ids, recipe.apply(test_fine, test_super, parent),
+                             blend(test_super, recipe.weights), {"osd": combined(scores.eval, osd_method)})
     solution = solution_labels(dataset, members.eval_ids)  # the demo: reported, never used to choose
     strategy_eval = {s: map_at_k_from_probs(row["recipe"].apply(test_fine, test_super, parent), solution[0])
                      for s, row in table.items()} if solution is not None else {}
-    osd_eval = {name: scaled_auc(solution[1], combined(test_scores, name)) for name in osd_table} \
+    osd_eval = {name: scaled_auc(solution[1], combined(scores.eval, name)) for name in osd_table} \
         if solution is not None else {}
     record = EnsembleRecord(
         exp=exp, git_commit=git_commit(), members=members.names, folds=members.folds, tta=members.tta,
@@ -219,16 +202,15 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
         strategies={s: StrategyScore(row["held_out"], row["in_sample"],
                                      dict(zip(members.names, map(float, row["recipe"].weights))), row["recipe"].b,
                                      strategy_eval.get(s)) for s, row in table.items()},
-        osd=OsdChoice(osd_method, {name: OsdScore(**scores, demo_eval=osd_eval.get(name))
-                                   for name, scores in osd_table.items()}, osd_weights, unseen_images,
-                          shift_sauc, float(np.sqrt(sauc_variance(held_out)))))
-    if not write:
-        return record, prediction
-    experiment = Experiment(runs, exp)
-    Predictions(members.oof_ids, held_out_scores[chosen], blend(members.oof_super, recipe.weights)).save(
-        experiment.ensemble_predictions("oof"))
-    prediction.save(experiment.ensemble_predictions("test"))
-    write_record(record, experiment.ensemble_file)
+        osd=OsdChoice(osd_method, {name: OsdScore(**row, demo_eval=osd_eval.get(name))
+                                   for name, row in osd_table.items()}, osd_weights, scores.unseen_images,
+                      scores.shift_sauc, float(np.sqrt(sauc_variance(scores.held_out)))))
+    if write:
+        Predictions(members.oof_ids, held_out_scores[chosen], blend(members.oof_super, recipe.weights)).save(
+            experiment.ensemble_predictions("oof"))
+        prediction.save(experiment.ensemble_predictions("test"))
+        scores.save(experiment.osd_scores_file)
+        write_record(record, experiment.ensemble_file)
     return record, prediction
 
 

@@ -17,8 +17,7 @@ import numpy as np
 from fathom.data.labels import fine_multi_hot
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
-from fathom.data.cache import ImageCache
-from fathom.data.sampling import sampling_for
+from fathom.ensemble.blend import blend
 from fathom.predictions import Predictions
 from fathom.runs import Experiment, FoldDir
 
@@ -37,7 +36,6 @@ class Members:
     eval_ids: np.ndarray  # [E]
     test_fine: np.ndarray  # [M, F, E, 290] each fold's model on the eval images
     test_super: np.ndarray  # [M, F, E, 20]
-    fold_dirs: dict[str, list[FoldDir]]
     oof_tiles: np.ndarray | None = None  # [M, N] tile evidence, when every member's files carry it
     test_tiles: np.ndarray | None = None  # [M, F, E]
     embeddings: list[list[FoldEmbeddings]] | None = None  # [M][F], when every fold wrote them (train.npz)
@@ -45,6 +43,21 @@ class Members:
     def test_mean(self) -> tuple[np.ndarray, np.ndarray]:
         """[M, E, *] eval probabilities averaged over folds."""
         return self.test_fine.mean(1), self.test_super.mean(1)
+
+    def oof_blend(self, rows: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray | None]:
+        """The OOF `rows` blended with `weights`: {fine, sup, member_fine, tiles} (fathom.ensemble.osd_scorers)."""
+        tiles = None if self.oof_tiles is None else self.oof_tiles[:, rows]
+        return blended(self.oof_fine[:, rows], self.oof_super[:, rows], tiles, weights)
+
+    def eval_blend(self, weights: np.ndarray, position: int | None = None) -> dict[str, np.ndarray | None]:
+        """The eval rows as the fold at `position` predicts them (None: averaged over folds), blended."""
+        if position is None:
+            fine, sup = self.test_mean()
+            tiles = None if self.test_tiles is None else self.test_tiles.mean(1)
+        else:
+            fine, sup = self.test_fine[:, position], self.test_super[:, position]
+            tiles = None if self.test_tiles is None else self.test_tiles[:, position]
+        return blended(fine, sup, tiles, weights)
 
     def targets(self, dataset: Dataset) -> np.ndarray:
         """[N, 290] multi-hot labels of the OOF rows."""
@@ -72,6 +85,13 @@ def fold_embeddings(fold_dir: FoldDir, valid_ids: np.ndarray, eval_ids: np.ndarr
     return FoldEmbeddings(files["train"].ids, files["train"].extras["embedding"].astype(np.float32),
                           aligned(fold_dir.predictions("oof"), valid_ids).extras["embedding"].astype(np.float32),
                           aligned(fold_dir.predictions("test"), eval_ids).extras["embedding"].astype(np.float32))
+
+
+def blended(fine: np.ndarray, sup: np.ndarray, tiles: np.ndarray | None, weights: np.ndarray
+            ) -> dict[str, np.ndarray | None]:
+    """Member stacks ([M, N, *]; tiles [M, N]) as the osd scorers read them: blended, and each member's fine."""
+    return {"fine": blend(fine, weights), "sup": blend(sup, weights), "member_fine": fine,
+            "tiles": None if tiles is None else blend(tiles, weights)}
 
 
 def train_labels(dataset: Dataset, ids: np.ndarray) -> np.ndarray:
@@ -130,7 +150,6 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
         eval_ids=eval_ids,
         test_fine=np.stack([np.stack([p.fine for p in test[n]]) for n in names]),
         test_super=np.stack([np.stack([p.super for p in test[n]]) for n in names]),
-        fold_dirs=dirs,
         oof_tiles=(np.stack([np.concatenate([p.extras["tile_evidence"] for p in oof[n]]) for n in names])
                    if tiled else None),
         test_tiles=np.stack([np.stack([p.extras["tile_evidence"] for p in test[n]]) for n in names]) if tiled else None,
@@ -147,8 +166,3 @@ def aligned(path: Path, ids: np.ndarray | None) -> Predictions:
     except ValueError:
         raise DataError(path, f"its {len(predictions.ids)} ids differ from the other models' {len(ids)}",
                         hint="all members must be predicted on the same folds and eval images") from None
-
-
-def members_cache(members: Members) -> ImageCache:
-    """The image cache the experiment's first fold read its frames from (for cheap colour statistics)."""
-    return sampling_for(next(iter(members.fold_dirs.values()))[0].train_config()).cache()

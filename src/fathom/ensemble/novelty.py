@@ -22,8 +22,6 @@ the whole target set and is taken out; what stays is how unusual a frame is with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from sklearn.covariance import LedoitWolf
 from sklearn.decomposition import PCA
@@ -41,15 +39,6 @@ PCA_DIMS = 32
 MIN_CLASS_FRAMES = 3
 DOMAIN_FOLDS = 5
 DOMAIN_C = 0.05  # strong L2: the classifier ranks by how far a frame is beyond the shared shift
-
-
-@dataclass(frozen=True)
-class FeatureSet:
-    """One member's view of a reference and a target set."""
-
-    reference: np.ndarray  # [R, D] embeddings of the fold model's training frames
-    reference_labels: np.ndarray  # [R, 290] their labels
-    target: np.ndarray  # [T, D] embeddings of the frames to score
 
 
 def standardised(x: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:

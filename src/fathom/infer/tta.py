@@ -6,7 +6,8 @@ training image size; whole frames are read from their own image cache at that si
 the whole view and each tile). Views are averaged after the sigmoid, extras (tile evidence) included.
 The fold's resolved `config.yaml` supplies the architecture, image size, batch size and precision it
 trained with; `key=value` overrides change only the views (or batch size / workers). Prediction goes
-through the same `fathom.predictor.Predictor` as training's. Files: fathom.runs (`*_tta.npz`, tta/).
+through the same `fathom.predictor.Predictor` as training's (`Predictor.from_fold`). Files: fathom.runs
+(`*_tta.npz`, tta/).
 """
 
 from __future__ import annotations
@@ -14,25 +15,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-import torch
 
 from fathom.atomic import write_json
 from fathom.config import TrainConfig
 from fathom.data.layout import Dataset
-from fathom.data.sampling import sampling_for
-from fathom.data.transforms import eval_transform
-from fathom.device import choose_device
 from fathom.errors import DataError
-from fathom.models.net import FathomNet
 from fathom.predictions import Predictions, combine_folds
-from fathom.predictor import Predictor
+from fathom.predictor import Predictor, fold_config
 from fathom.runs import Experiment, FoldDir
-from fathom.train.checkpoint import load_checkpoint
-from fathom.train.precision import Precision
 
 log = logging.getLogger(__name__)
-OVERRIDABLE = {"tta_hflip", "tta_scales", "batch_size", "infer_batch_size", "workers", "cache_dir", "device"}
 
 
 def view_names(cfg: TrainConfig) -> list[str]:
@@ -41,71 +33,11 @@ def view_names(cfg: TrainConfig) -> list[str]:
     return [f"{scale:g}x{flip}" for scale in cfg.tta_scales for flip in flips]
 
 
-def fold_config(fold_dir: FoldDir, overrides: list[str] = ()) -> TrainConfig:
-    for item in overrides:
-        if item.partition("=")[0] not in OVERRIDABLE:
-            raise DataError("command line", f"{item!r}: prediction may only change {', '.join(sorted(OVERRIDABLE))}",
-                            hint="other settings are fixed by how the fold was trained")
-    return fold_dir.train_config(["device=auto", *overrides])  # where it trained says nothing of where it predicts
-
-
-class FoldPredictor:
-    """One fold's best checkpoint, ready to predict any images of the dataset under the TTA views."""
-
-    def __init__(self, fold_dir: FoldDir | Path, overrides: list[str] = (), device: torch.device | None = None):
-        fold_dir = fold_dir if isinstance(fold_dir, FoldDir) else FoldDir(Path(fold_dir))
-        self.fold_dir, self.cfg = fold_dir, fold_config(fold_dir, overrides)
-        cfg = self.cfg
-        self.device = device = device or choose_device(cfg.device)
-        model = FathomNet.for_config(fold_dir.backbone, cfg, trained=True)
-        model.load_state_dict(load_checkpoint(fold_dir.best, device)["model"])
-        model.to(device)
-        if cfg.channels_last:
-            model.to(memory_format=torch.channels_last)
-        self.sampling = sampling_for(cfg)
-        self.predictor = Predictor(model, self.sampling, Precision.for_prediction(cfg.amp, cfg.infer_amp, device),
-                                   cfg.prediction_batch_size, cfg.workers, cfg.channels_last)
-        self.rule = fold_dir.done().tile_combine  # the rule the fold chose (None: whole frames)
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.predictor.model
-
-    def predict(self, paths: list[str], plain: Predictions | None = None) -> dict[str, np.ndarray]:
-        """{fine, super, extras} of the images at `paths`, averaged over the views (equal weights).
-
-        `plain`: the training run's own predictions of these images (the 1x view: same checkpoint,
-        transform and precision), reused instead of predicted again.
-        """
-        cfg, total, count = self.cfg, {}, 0
-        for scale in cfg.tta_scales:
-            flips = (False, True) if cfg.tta_hflip else (False,)
-            if scale == 1.0 and plain is not None:
-                total = accumulate(total, {"fine": plain.fine, "super": plain.super, **plain.extras}, 1)
-                count, flips = count + 1, flips[1:]
-            if not flips:
-                continue
-            total = accumulate(total, self.predict_view(paths, max(8, round(cfg.image_size * scale)), flips),
-                               len(flips))
-            count += len(flips)
-        return {head: value / count for head, value in total.items()}
-
-    def predict_view(self, paths: list[str], size: int, flips: tuple[bool, ...]) -> dict[str, np.ndarray]:
-        """One scale's per-frame probabilities (flips averaged), views resized to `size`."""
-        stats = self.model.data_config()
-        files = self.sampling.cache(size).build(paths, workers=max(2, self.cfg.workers * 2))
-        return self.predictor.frames(None, files, eval_transform(size, stats["mean"], stats["std"]), self.rule, flips)
-
-
-def accumulate(total: dict[str, np.ndarray], out: dict[str, np.ndarray], weight: int) -> dict[str, np.ndarray]:
-    return {head: total.get(head, 0.0) + value * weight for head, value in out.items()}
-
-
 def predict_fold(fold_dir: FoldDir, path_of: dict[str, str], overrides: list[str] = ()) -> dict[str, Predictions]:
     """TTA predictions of one fold's validation rows and eval rows (the ids its training run predicted).
     The 1x view is the training run's own oof/test predictions (a test checks they are what predicting
     again gives), so only the other views cost time."""
-    predictor = FoldPredictor(fold_dir, overrides)
+    predictor = Predictor.from_fold(fold_dir, overrides)
     out = {}
     for split in ("oof", "test"):
         trained = Predictions.load(fold_dir.predictions(split))

@@ -15,6 +15,8 @@ from sklearn.covariance import LedoitWolf
 
 from fathom.data.categories import Categories
 from fathom.data.labels import fine_multi_hot, super_multi_hot
+from fathom.data.layout import Dataset as Competition
+from fathom.metric import map_at_k_from_probs
 from fathom.predictions import Predictions, concat
 
 
@@ -50,3 +52,14 @@ def fit_prior(train: pd.DataFrame, folds: pd.DataFrame, eval_ids, train_features
     oof = concat(parts)
     test = predict_prior(train, train_features, eval_ids, eval_features, categories)
     return oof.aligned_to(train["id"]), test
+
+
+def frequency_prior_map20(dataset: Competition, folds: pd.DataFrame, ids: np.ndarray) -> float:
+    """MAP@20 on the validation images `ids` of ranking every category by its frequency in the rest of
+    the training images (each image's own training part): the floor a backbone must beat."""
+    fold_of = dataset.train["id"].map(folds.set_index("id")["fold"]).to_numpy()
+    fine = fine_multi_hot(dataset.train["categories"], dataset.categories)
+    row_of = {i: n for n, i in enumerate(dataset.train["id"])}
+    rows = np.array([row_of[i] for i in ids])
+    frequencies = {k: fine[fold_of != k].mean(0) for k in np.unique(fold_of[rows])}
+    return map_at_k_from_probs(np.stack([frequencies[k] for k in fold_of[rows]]), fine[rows])

@@ -30,7 +30,7 @@ from fathom.atomic import atomic_open, remove_temporaries, write_csv, write_json
 from fathom.config import TrainConfig, to_dict
 from fathom.data.labels import fine_multi_hot, prior_log_odds, repeat_factors, super_multi_hot
 from fathom.data.layout import Dataset
-from fathom.data.samples import EpochSampler, make_loader
+from fathom.data.loaders import EpochSampler, make_loader
 from fathom.data.sampling import Boxes, Frames, TrainingFrames, sampling_for
 from fathom.data.transforms import crop_transform, eval_transform, train_transform
 from fathom.errors import DataError
@@ -142,6 +142,7 @@ class FoldParts:
     transforms: dict
     batches: torch.utils.data.DataLoader  # training batches (this rank's share)
     predictor: Predictor  # validation, OOF and eval: the EMA model when there is one
+    validated: tuple[int, dict, object] | None = None  # (epoch, rows, views) of the latest validation
 
 
 def build_fold(cfg: TrainConfig, data: FoldData, backbone: str, fold: int, sampling: Frames, boxes: Boxes | None,
@@ -196,10 +197,13 @@ def resume_from(parts: FoldParts, path: Path) -> tuple[int, int, float, list[dic
     return state["epoch"] + 1, state["step"], state["best"], state["history"]
 
 
-def validate(parts: FoldParts, data: FoldData) -> dict[str, float]:
+def validate(parts: FoldParts, data: FoldData, epoch: int) -> dict[str, float]:
     """{val_loss, val_map20} of the validation frames (loss: mean binary cross-entropy of the per-frame
-    fine probabilities, whatever the sampling)."""
-    frames = parts.predictor.frames("valid", data.files["valid"], parts.transforms["eval"])
+    fine probabilities, whatever the sampling). Its rows are kept: predict_best reuses them when this epoch's
+    model is the best one."""
+    rows, views = parts.predictor.rows("valid", data.files["valid"], parts.transforms["eval"])
+    parts.validated = (epoch, rows, views)
+    frames = parts.predictor.sampling.frames(rows, views, None)
     fine_targets = data.targets["valid"][0]
     return {"val_loss": mean_bce(frames["fine"], fine_targets),
             "val_map20": map_at_k_from_probs(frames["fine"], fine_targets)}
@@ -235,7 +239,7 @@ def fit(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: FoldDir, d
         metrics["train_loss"] = dist.mean(metrics["train_loss"])
         metrics["train_images_per_s"] = dist.sum(metrics["train_images_per_s"])
         validates = is_validation_epoch(epoch, cfg.epochs, cfg.val_every)
-        row = {"epoch": epoch, **metrics, **(validate(parts, data) if validates else {})}
+        row = {"epoch": epoch, **metrics, **(validate(parts, data, epoch) if validates else {})}
         history.append(row)
         if main:
             write_csv(pd.DataFrame(history), fold_dir.metrics)
@@ -273,13 +277,18 @@ def predict_best(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: F
     """Validation (OOF) and eval predictions of the best checkpoint, saved in the fold folder; done.json
     last. Tiled: the rule chosen on validation combines both (every rule's MAP@20 is in done.json)."""
     predictor, eval_transform_ = parts.predictor, parts.transforms["eval"]
-    predictor.model.load_state_dict(load_checkpoint(fold_dir.best, parts.precision.device)["model"])
+    best = load_checkpoint(fold_dir.best, parts.precision.device)
+    predictor.model.load_state_dict(best["model"])
     reference = reference_sample(len(data.ids["train"]), cfg.reference_frames, cfg.seed + fold_dir.fold)
     files = {**data.files, "train": [data.files["train"][i] for i in reference]}
     ids = {**data.ids, "train": data.ids["train"][reference]}
     rows, views = {}, {}
+    if parts.validated is not None and parts.validated[0] == best["epoch"]:  # the same weights, loader and views
+        rows["valid"], views["valid"] = parts.validated[1:]
     for split in ("valid", "eval", "train"):
-        rows[split], views[split] = predictor.rows(split if split != "train" else None, files[split], eval_transform_)
+        if split not in rows:
+            rows[split], views[split] = predictor.rows(split if split != "train" else None, files[split],
+                                                       eval_transform_)
     rule, rule_scores = predictor.sampling.choose_rule(rows["valid"], views["valid"], data.targets["valid"][0])
     out = {name: as_predictions(ids[split], predictor.sampling.frames(rows[split], views[split], rule))
            for name, split in (("oof", "valid"), ("test", "eval"), ("train", "train"))}

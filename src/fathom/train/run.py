@@ -17,12 +17,14 @@ import pandas as pd
 
 from fathom.atomic import remove_temporaries
 from fathom.config import TrainConfig, to_dict
+from fathom.data.features import appearance_many
 from fathom.data.labels import fine_multi_hot
 from fathom.data.layout import Dataset
 from fathom.data.sampling import sampling_for
 from fathom.errors import DataError
 from fathom.metric import map_at_k_from_probs
-from fathom.predictions import Predictions, combine_folds
+from fathom.models.prior import frequency_prior_map20
+from fathom.predictions import FrameAppearance, Predictions, combine_folds
 from fathom.runs import Experiment, Summary, write_record
 from fathom.train.distributed import Distributed
 from fathom.train.fold import OutOfTime, fingerprint, fold_data, is_done, train_fold
@@ -40,6 +42,17 @@ def build_cache(cfg: TrainConfig, dataset: Dataset, dist: Distributed = Distribu
     files = cache.build(paths, workers=max(2, cfg.workers * 2)) if dist.is_main else None
     dist.barrier()  # the other ranks only name the files rank 0 has written
     return dict(zip(table["id"], files or [cache.file_for(p) for p in paths]))
+
+
+def write_appearance(cfg: TrainConfig, exp: Experiment, cache_files: dict[str, Path]) -> None:
+    """runs/<exp>/appearance.npz from the cached frames, unless it already holds every frame from this cache:
+    the osd scorers read it, so no stage after training reads pixels."""
+    cache = sampling_for(cfg).cache()
+    source = f"{cache.dir.name}.{cache.fmt}"
+    if exp.appearance_file.is_file() and FrameAppearance.load(exp.appearance_file).covers(list(cache_files), source):
+        return
+    ids = list(cache_files)
+    FrameAppearance(ids, appearance_many([str(cache_files[i]) for i in ids]), source).save(exp.appearance_file)
 
 
 def train(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, runs: Path, backbones: list[str] | None = None,
@@ -76,6 +89,7 @@ def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Ex
     if dist.is_main:
         for folder in (exp.root, exp.prediction_dir("oof"), exp.prediction_dir("test")):
             remove_temporaries(folder)  # fold folders are cleaned when their fold starts
+        write_appearance(cfg, exp, cache_files)
     scores, parts = {}, []
     for backbone in backbones:
         tracker = Tracker(dist.is_main and wanted(cfg.wandb), cfg.wandb_project, group=cfg.name,
@@ -117,17 +131,6 @@ def fold_predictions(cfg: TrainConfig, dataset: Dataset, cache_files: dict[str, 
         return {split: Predictions.load(fold_dir.predictions(split)) for split in ("oof", "test")}
     return train_fold(cfg, data, fold_dir, sampling, boxes, dataset.categories.parent, dist, key, resume, tracker,
                       deadline)
-
-
-def frequency_prior_map20(dataset: Dataset, folds: pd.DataFrame, ids: np.ndarray) -> float:
-    """MAP@20 on the validation images `ids` of ranking every category by its frequency in the rest of
-    the training images (each image's own training part): the floor a backbone must beat."""
-    fold_of = dataset.train["id"].map(folds.set_index("id")["fold"]).to_numpy()
-    fine = fine_multi_hot(dataset.train["categories"], dataset.categories)
-    row_of = {i: n for n, i in enumerate(dataset.train["id"])}
-    rows = np.array([row_of[i] for i in ids])
-    frequencies = {k: fine[fold_of != k].mean(0) for k in np.unique(fold_of[rows])}
-    return map_at_k_from_probs(np.stack([frequencies[k] for k in fold_of[rows]]), fine[rows])
 
 
 def assemble(dataset: Dataset, exp: Experiment, backbone: str, parts: list[dict]) -> float:

@@ -1,4 +1,4 @@
-"""Training samples and loaders: cached frames, box-aware crops, the epoch sampler."""
+"""What feeds the model: torch datasets of cached frames and box-aware crops, the epoch sampler, the loader."""
 
 from __future__ import annotations
 
