@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
-from fathom.data.features import LOG_COLOUR, N_APPEARANCE
+from fathom.predictions import LOG_COLOUR, N_APPEARANCE
 from fathom.ensemble.osd_choice import FoldScores, OsdScores, candidates, choose_from, choose_osd
 from fathom.ensemble.osd_scorers import DIVE, FrameSet, combined, score_all, with_dive_means
 from fathom.metric import map_at_k_from_probs

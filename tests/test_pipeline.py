@@ -71,3 +71,18 @@ def test_train_overrides_may_stand_anywhere(demo_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--config", "demo", "--bogus", "--folds", str(folds)])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module, absent", [
+    ("fathom.submit", ("fathom.ensemble", "fathom.data.images", "fathom.data.cache", "PIL.Image", "torch")),
+    ("fathom.ensemble.fit", ("fathom.data.images", "torch", "timm")),
+    ("fathom.report", ("torch", "timm")),
+    ("fathom.folds", ("torch", "timm")),
+    ("fathom.models.prior", ("torch", "timm")),
+])
+def test_the_stages_that_need_no_model_import_no_model_and_submit_reads_no_pixels(module, absent):
+    """submit only writes: nothing that tunes the ensemble or reads an image; the label-only stages pay no
+    torch import (seconds each in `bash run.sh`)."""
+    code = f"import sys, {module}; print(' '.join(m for m in {absent!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == [], f"{module} imports {loaded}"

@@ -121,3 +121,29 @@ def test_a_prediction_file_of_the_old_layout_is_refused_not_misread(tmp_path):
               format=np.int64(2), logits=np.zeros(1))
     with pytest.raises(DataError, match=r"unknown arrays \['logits'\]"):
         Predictions.load(unknown)
+
+
+def test_bench_demo_tabulates_each_target_with_its_margin_from_the_run_files(tmp_path):
+    """`bench demo` reads summary.json, ensemble.json and the two submission records; it trains nothing."""
+    from fathom.bench.demo import demo_table, demo_targets
+
+    runs, subs = tmp_path / "runs", tmp_path / "subs"
+    exp = Experiment(runs, "e")
+    write_record(Summary({"a": 0.56, "b": 0.52, "prior": 0.49}, [0, 1], 1), exp.summary_file)
+    record = ensemble_record()
+    chosen = OsdScore(0.1, 0.8, 0.7, demo_eval=0.65)
+    write_record(dataclasses.replace(record, osd=dataclasses.replace(record.osd, sauc={"max_prob": chosen})),
+                 exp.ensemble_file)
+    with pytest.raises(DataError, match="no scored e.json and prior.json"):
+        demo_targets(runs, "e", subs)
+    for name, score in (("e", 0.5), ("prior", 0.12)):
+        write_record(SubmissionRecord(name, name, "abc", 3, [], None, {"map20": 0.2, "sauc": 0.1, "score": score}),
+                     subs / f"{name}.json")
+    rows = {r["what"]: r for r in demo_targets(runs, "e", subs)["rows"]}
+    assert rows["a held-out OOF MAP@20"]["margin"] == pytest.approx(0.02) and rows["a held-out OOF MAP@20"]["met"]
+    assert rows["b held-out OOF MAP@20"]["margin"] == pytest.approx(-0.02) and not rows["b held-out OOF MAP@20"]["met"]
+    assert rows["ensemble demo eval score"]["margin"] == pytest.approx(0.28)
+    assert rows["chosen osd: demo eval sAUC"]["margin"] == pytest.approx(0.05)
+    assert rows["chosen osd: estimate minus eval sAUC, absolute"]["margin"] == pytest.approx(0.05)
+    table = demo_table(demo_targets(runs, "e", subs))
+    assert "| b held-out OOF MAP@20 | 0.5200 | 0.4900 | >= prior + 0.05 | -0.0200 | no |" in table

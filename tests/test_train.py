@@ -49,8 +49,8 @@ def test_validation_runs_every_val_every_epochs_and_after_the_last_under_the_inf
     assert list(metrics["val_map20"].notna()) == [False, True, True]  # epoch 1 (every 2nd) and the last
     assert load_checkpoint(fold0 / "best.pt")["epoch"] in (1, 2)
     assert [p.name for p in decided] == ["bf16"]
-    assert [fold_module.is_validation_epoch(e, 8, 4) for e in range(8)] == [False] * 3 + [True] + [False] * 3 + [True]
-    assert all(fold_module.is_validation_epoch(e, 5, 1) for e in range(5))
+    assert [fold_module.on_schedule(e, 8, 4) for e in range(8)] == [False] * 3 + [True] + [False] * 3 + [True]
+    assert all(fold_module.on_schedule(e, 5, 1) for e in range(5))
 
 
 def test_reference_frames_samples_the_training_frames_predicted_as_the_osd_reference(tiny, tmp_path):
@@ -150,9 +150,11 @@ def test_interrupted_run_resumes_to_the_same_state(tiny, tmp_path, monkeypatch):
     assert [round(r["train_loss"], 5) for r in a["history"]] == [round(r["train_loss"], 5) for r in b["history"]]
 
 
-def test_a_time_budget_stops_at_an_epoch_boundary_and_the_run_resumes(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("checkpoint_every", [1, 5])
+def test_a_time_budget_stops_at_an_epoch_boundary_and_the_run_resumes(tiny, tmp_path, monkeypatch, checkpoint_every):
     """time_budget_h: training stops cleanly before the first epoch that starts past the budget, with
-    last.pt to resume from and no done.json; `--resume` (a new session) finishes the fold."""
+    last.pt to resume from and no done.json; `--resume` (a new session) finishes the fold. With last.pt
+    written every 5th epoch only, the stop writes the epoch it holds not yet."""
     import time
 
     dataset, folds = tiny
@@ -165,7 +167,7 @@ def test_a_time_budget_stops_at_an_epoch_boundary_and_the_run_resumes(tiny, tmp_
 
     monkeypatch.setattr(time, "monotonic", lambda: clock["now"])
     monkeypatch.setattr(fold_module, "train_one_epoch", an_hour_per_epoch)
-    cfg = tiny_config(tmp_path, epochs=3, folds=[0, 1], time_budget_h=1.5)
+    cfg = tiny_config(tmp_path, epochs=3, folds=[0, 1], time_budget_h=1.5, checkpoint_every=checkpoint_every)
     assert train(cfg, dataset, folds, tmp_path / "runs") == {}  # no backbone finished: nothing assembled
     fold0, fold1 = (tmp_path / "runs" / "tiny" / "resnet18" / f"fold_{k}" for k in (0, 1))
     assert load_checkpoint(fold0 / "last.pt")["epoch"] == 1 and not (fold0 / "done.json").exists()

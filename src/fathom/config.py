@@ -99,6 +99,7 @@ class TrainConfig:
     cache_format: str = "npy"  # npy (fastest reads, 1.5 MB per 960x540 frame) | jpeg (far smaller; a decode per read)
     time_budget_h: float = 0.0  # stop training at the first epoch boundary after this many hours (0: no limit)
     keep_last: bool = False  # keep a finished fold's last.pt (resume state; only best.pt is needed to predict)
+    checkpoint_every: int = 1  # write last.pt every this many epochs, after the last, and when the budget stops
     reference_frames: int = 0  # training frames a fold predicts as the feature-based osd reference (a seeded sample; 0: all)
     tta_hflip: bool = True  # `python -m fathom predict`: add the mirrored view
     tta_scales: list[float] = field(default_factory=lambda: [1.0])  # and/or these multiples of image_size
@@ -145,7 +146,7 @@ class TrainConfig:
             raise DataError(source, "crop_min_visible must be above 0 (0 would label a crop with boxes outside it)",
                             where="crop_min_visible")
         for key in ("image_size", "epochs", "batch_size", "grad_accum", "head_hidden", "crop_long_side", "crop_size",
-                    "tile_topk", "val_every"):
+                    "tile_topk", "val_every", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise DataError(source, f"{key} must be at least 1", where=key)
         if self.infer_batch_size < 0:

@@ -23,6 +23,15 @@ from fathom.constants import N_FINE, N_SUPER
 from fathom.errors import DataError
 
 FORMAT = 2
+# The appearance vector's layout (FrameAppearance.values; fathom.data.features computes it): colour (mean and
+# std of R, G, B), log colour (mean, std and LOG_PERCENTILES of log R, G, B), a grey thumbnail.
+GREY_THUMBNAIL = (16, 9)  # (width, height): the layout of the water, lamps and seabed, not the animals
+LOG_PERCENTILES = (10, 50, 90)
+N_COLOUR = 6
+N_LOG_COLOUR = 3 * (2 + len(LOG_PERCENTILES))
+COLOUR = slice(0, N_COLOUR)
+LOG_COLOUR = slice(N_COLOUR, N_COLOUR + N_LOG_COLOUR)
+N_APPEARANCE = N_COLOUR + N_LOG_COLOUR + GREY_THUMBNAIL[0] * GREY_THUMBNAIL[1]
 EXTRAS = {"tile_evidence": np.float64, "embedding": np.float16, "osd": np.float64}  # name -> stored dtype
 
 
@@ -127,8 +136,8 @@ def combine_folds(parts: list[dict[str, Predictions]]) -> tuple[Predictions, Pre
 
 @dataclass
 class FrameAppearance:
-    """runs/<exp>/appearance.npz: every train and eval frame's appearance vector (fathom.data.features:
-    colour, log colour, grey thumbnail), read once from the experiment's image cache by `train`, so that no
+    """runs/<exp>/appearance.npz: every train and eval frame's appearance vector (the layout above, computed
+    by fathom.data.features), read once from the experiment's image cache by `train`, so that no
     stage after it reads pixels. `source`: the cache folder it was read from."""
 
     ids: np.ndarray

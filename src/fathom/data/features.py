@@ -17,16 +17,10 @@ from PIL import Image
 
 from fathom.data.cache import read_frame
 from fathom.data.images import open_rgb
+from fathom.predictions import GREY_THUMBNAIL, LOG_PERCENTILES, N_APPEARANCE, N_COLOUR
 
 THUMBNAIL = 64
-GREY_THUMBNAIL = (16, 9)  # (width, height): the layout of the water, lamps and seabed, not the animals
-N_COLOUR = 6
 LOG_FLOOR = 1 / 255  # one grey level: a black pixel has a finite log
-LOG_PERCENTILES = (10, 50, 90)
-N_LOG_COLOUR = 3 * (2 + len(LOG_PERCENTILES))
-COLOUR = slice(0, N_COLOUR)  # the appearance vector's parts
-LOG_COLOUR = slice(N_COLOUR, N_COLOUR + N_LOG_COLOUR)
-N_APPEARANCE = N_COLOUR + N_LOG_COLOUR + GREY_THUMBNAIL[0] * GREY_THUMBNAIL[1]
 
 
 def colour_stats(path: str) -> np.ndarray:

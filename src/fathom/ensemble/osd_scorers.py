@@ -30,11 +30,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from fathom.data.features import COLOUR, LOG_COLOUR
 from fathom.ensemble.novelty import (appearance_distance, class_mahalanobis, domain_probability, knn_distance,
                                      reference_pca)
 from fathom.models.prior import colour_novelty
 from fathom.osd import SINGLE_MODEL, disagreement, rank_average
+from fathom.predictions import COLOUR, LOG_COLOUR
 
 DIVE = "@dive"
 
@@ -44,7 +44,7 @@ class FrameSet:
     """What the scorers read about a set of frames (a reference set needs appearance, and labels and
     embeddings for the feature scorers; a target set what its scorers read)."""
 
-    appearance: np.ndarray  # [N, N_APPEARANCE] (fathom.data.features: COLOUR, LOG_COLOUR, grey thumbnail)
+    appearance: np.ndarray  # [N, N_APPEARANCE] (fathom.predictions: COLOUR, LOG_COLOUR, grey thumbnail)
     fine: np.ndarray | None = None  # [N, 290] the ensemble's blended probabilities
     sup: np.ndarray | None = None  # [N, 20]
     member_fine: np.ndarray | None = None  # [M, N, 290] each member's probabilities

@@ -36,8 +36,9 @@ def view_names(cfg: TrainConfig) -> list[str]:
 def predict_fold(fold_dir: FoldDir, path_of: dict[str, str], overrides: list[str] = ()) -> dict[str, Predictions]:
     """TTA predictions of one fold's validation rows and eval rows (the ids its training run predicted).
     The 1x view is the training run's own oof/test predictions (a test checks they are what predicting
-    again gives), so only the other views cost time."""
-    predictor = Predictor.from_fold(fold_dir, overrides)
+    again gives), so only the other views cost time: with that view alone no model is loaded."""
+    plain_only = view_names(fold_config(fold_dir, overrides)) == ["1x"]
+    predictor = None if plain_only else Predictor.from_fold(fold_dir, overrides)
     out = {}
     for split in ("oof", "test"):
         trained = Predictions.load(fold_dir.predictions(split))
@@ -47,7 +48,8 @@ def predict_fold(fold_dir: FoldDir, path_of: dict[str, str], overrides: list[str
             raise DataError(fold_dir.predictions(split),
                             f"{len(missing)} ids are not in the dataset (e.g. {missing[0]})",
                             hint="predict with the data folder the experiment was trained on")
-        probs = predictor.predict([path_of[i] for i in ids], plain=trained)
+        probs = ({"fine": trained.fine, "super": trained.super, **trained.extras} if predictor is None
+                 else predictor.predict([path_of[i] for i in ids], plain=trained))
         out[split] = Predictions(ids, probs.pop("fine"), probs.pop("super"), probs)
         out[split].save(fold_dir.predictions(split, tta=True))
     return out

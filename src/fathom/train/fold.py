@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 # backbones an experiment holds, how prediction augments. Every other key of the resolved config is in
 # a fold's fingerprint.
 NOT_TRAINING_KEYS = ("name", "backbones", "folds", "by_backbone", "workers", "cache_dir", "wandb", "wandb_project",
-                     "device", "time_budget_h", "keep_last", "tta_hflip", "tta_scales")
+                     "device", "time_budget_h", "keep_last", "checkpoint_every", "tta_hflip", "tta_scales")
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -220,16 +220,29 @@ def past_deadline(dist: Distributed, deadline: float) -> bool:
 
 def fit(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: FoldDir, dist: Distributed,
         resume: bool = False, tracker: Tracker | None = None, deadline: float = math.inf) -> None:
-    """The epochs: train, validate, keep best.pt (best validation MAP@20) and last.pt (resume). Past
-    `deadline` (time.monotonic()) it raises OutOfTime before the next epoch, every rank alike."""
+    """The epochs: train, validate, keep best.pt (best validation MAP@20) and last.pt (resume: every
+    `checkpoint_every` epochs and after the last). Past `deadline` (time.monotonic()) it writes last.pt if the
+    latest epoch is not in it and raises OutOfTime before the next epoch, every rank alike."""
     name, main = f"{fold_dir.backbone} fold {fold_dir.fold}", dist.is_main
     start, step, best, history = 0, 0, -1.0, []
     if resume and fold_dir.last.is_file():
         start, step, best, history = resume_from(parts, fold_dir.last)
         log.info("%s: resumed after epoch %d", name, start - 1)
-    stale = 0
+    stale, unsaved = 0, None  # unsaved: the last epoch whose state last.pt does not hold yet
+
+    def save_last(epoch: int) -> None:
+        """last.pt: everything to resume after `epoch` (the state now: nothing changes between epochs)."""
+        if main:
+            save_checkpoint({"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+                             "scheduler": parts.scheduler.state_dict(), "scaler": parts.precision.scaler.state_dict(),
+                             "ema": parts.ema.state_dict() if parts.ema is not None else None, "epoch": epoch,
+                             "step": step, "best": best, "history": history, "rng": rng_state()}, fold_dir.last)
+        dist.barrier()  # checkpoints are complete before any rank may read them
+
     for epoch in range(start, cfg.epochs):
         if past_deadline(dist, deadline):
+            if unsaved is not None:
+                save_last(unsaved)
             raise OutOfTime(f"{name}: stopped before epoch {epoch} of {cfg.epochs}")
         parts.batches.sampler.set_epoch(epoch)
         metrics, step = train_one_epoch(parts.trained, parts.batches, parts.loss_fn, parts.optimizer, parts.scheduler,
@@ -238,7 +251,7 @@ def fit(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: FoldDir, d
                                         progress=main, mix=parts.mix)
         metrics["train_loss"] = dist.mean(metrics["train_loss"])
         metrics["train_images_per_s"] = dist.sum(metrics["train_images_per_s"])
-        validates = is_validation_epoch(epoch, cfg.epochs, cfg.val_every)
+        validates = on_schedule(epoch, cfg.epochs, cfg.val_every)
         row = {"epoch": epoch, **metrics, **(validate(parts, data, epoch) if validates else {})}
         history.append(row)
         if main:
@@ -254,21 +267,19 @@ def fit(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: FoldDir, d
                                 fold_dir.best)
         elif validates:
             stale += 1
-        if main:
-            save_checkpoint({"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
-                             "scheduler": parts.scheduler.state_dict(), "scaler": parts.precision.scaler.state_dict(),
-                             "ema": parts.ema.state_dict() if parts.ema is not None else None, "epoch": epoch,
-                             "step": step, "best": best, "history": history, "rng": rng_state()}, fold_dir.last)
-        dist.barrier()  # checkpoints are complete before any rank may read them
+        dist.barrier()  # best.pt is complete before any rank may read it
+        unsaved = epoch
+        if on_schedule(epoch, cfg.epochs, cfg.checkpoint_every):
+            save_last(epoch)
+            unsaved = None
         if cfg.patience and stale >= cfg.patience:
             log.info("%s: early stop after epoch %d", name, epoch)
             break
 
 
-def is_validation_epoch(epoch: int, epochs: int, every: int) -> bool:
-    """Whether epoch `epoch` (0-based) of `epochs` is validated: every `every`-th one and always the last,
-    so best.pt always exists. Tiled validation predicts ~7 views a frame: on the demo, validating every
-    epoch cost about a fifth of a fold."""
+def on_schedule(epoch: int, epochs: int, every: int) -> bool:
+    """Whether epoch `epoch` (0-based) of `epochs` is one of every `every`-th and the last: the epochs that are
+    validated (`val_every`; the last always is, so best.pt exists) and that write last.pt (`checkpoint_every`)."""
     return (epoch + 1) % every == 0 or epoch == epochs - 1
 
 
@@ -283,7 +294,9 @@ def predict_best(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: F
     files = {**data.files, "train": [data.files["train"][i] for i in reference]}
     ids = {**data.ids, "train": data.ids["train"][reference]}
     rows, views = {}, {}
-    if parts.validated is not None and parts.validated[0] == best["epoch"]:  # the same weights, loader and views
+    # The last validation's rows are the best model's when that epoch was the best: the same weights, loader and
+    # views. Not under DDP: each rank validated with its own BatchNorm buffers, best.pt holds rank 0's.
+    if not dist.enabled and parts.validated is not None and parts.validated[0] == best["epoch"]:
         rows["valid"], views["valid"] = parts.validated[1:]
     for split in ("valid", "eval", "train"):
         if split not in rows:
