@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fathom.predictions import Predictions
+from fathom.predictions import FrameAppearance, Predictions
 from fathom.train.checkpoint import load_checkpoint
 
 from conftest import write_experiment
@@ -125,6 +125,8 @@ def check_every_output_loads(runs: Path) -> None:
             continue
         if path.suffix == ".pt":
             load_checkpoint(path)
+        elif path.name == "appearance.npz":
+            FrameAppearance.load(path)
         elif path.suffix == ".npz":
             Predictions.load(path)
         elif path.suffix == ".json":

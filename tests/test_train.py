@@ -16,7 +16,7 @@ from fathom.errors import DataError, FathomError
 from fathom.folds import make_folds
 from fathom.metric import map_at_k_from_probs
 from fathom.models.prior import fit_prior
-from fathom.predictions import Predictions
+from fathom.predictions import N_APPEARANCE, FrameAppearance, Predictions
 from fathom.train.checkpoint import load_checkpoint
 from fathom.train.run import train
 
@@ -96,6 +96,12 @@ def test_train_writes_fold_files_and_assembled_predictions(tiny, tmp_path):
     rows = dataset.train["id"].reset_index(drop=True).pipe(lambda ids: ids[ids.isin(oof.ids)].index).to_numpy()
     labels = fine_multi_hot(dataset.train["categories"].iloc[rows], dataset.categories)
     assert scores["prior"] == pytest.approx(map_at_k_from_probs(prior_oof.fine[rows], labels))
+    # every frame's appearance, for the osd scorers of the ensemble stage (which reads no pixels)
+    appearance = FrameAppearance.load(tmp_path / "runs" / "tiny" / "appearance.npz")
+    assert set(appearance.ids) == set(dataset.train["id"]) | set(dataset.eval["id"])
+    assert appearance.values.shape == (len(appearance.ids), N_APPEARANCE) and np.isfinite(appearance.values).all()
+    with pytest.raises(DataError, match="no appearance vector"):
+        appearance.of(["somebody-else"])
 
 
 @pytest.mark.slow
@@ -105,8 +111,13 @@ def test_finished_folds_are_reused_unless_the_recipe_changed(tiny, tmp_path):
     train(cfg, dataset, folds, tmp_path / "runs")
     done = tmp_path / "runs" / "tiny" / "resnet18" / "fold_0" / "oof.npz"
     stamp = done.stat().st_mtime_ns
+    appearance = tmp_path / "runs" / "tiny" / "appearance.npz"
+    written = FrameAppearance.load(appearance)
+    appearance.write_bytes(appearance.read_bytes()[:100])  # a truncated appearance file is written again
     train(dataclasses.replace(cfg, workers=1), dataset, folds, tmp_path / "runs")  # plumbing: still reused
     assert done.stat().st_mtime_ns == stamp
+    again = FrameAppearance.load(appearance)
+    assert list(again.ids) == list(written.ids) and np.array_equal(again.values, written.values)
     train(dataclasses.replace(cfg, crop_size=64, tile_combine="max"), dataset, folds, tmp_path / "runs")
     assert done.stat().st_mtime_ns == stamp  # crop keys act only under sampling: crops
     train(dataclasses.replace(cfg, lr=5e-4), dataset, folds, tmp_path / "runs")  # a changed recipe retrains

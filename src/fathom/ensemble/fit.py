@@ -161,7 +161,8 @@ def compare_strategies(members: Members, targets: np.ndarray, parent: np.ndarray
 def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | None = None, tta: bool = True,
                  strategies: tuple[str, ...] = STRATEGIES, osd: str | None = None,
                  write: bool = True) -> tuple[EnsembleRecord, Predictions]:
-    """Tune on OOF, write ensemble.json and ensemble/{oof,test}.npz; returns (record, eval predictions).
+    """Tune on OOF, write ensemble.json, ensemble/{oof,test}.npz and ensemble/osd_scores.npz; returns (record,
+    eval predictions).
 
     The defaults are the full recipe. The quality benchmark's ablations narrow it: `backbones` (a subset
     of members), `tta=False` (training's own predictions), `strategies` (those that may be chosen),

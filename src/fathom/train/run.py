@@ -45,13 +45,15 @@ def build_cache(cfg: TrainConfig, dataset: Dataset, dist: Distributed = Distribu
 
 
 def write_appearance(cfg: TrainConfig, exp: Experiment, cache_files: dict[str, Path]) -> None:
-    """runs/<exp>/appearance.npz from the cached frames, unless it already holds every frame from this cache:
-    the osd scorers read it, so no stage after training reads pixels."""
+    """runs/<exp>/appearance.npz from the cached frames, unless it already holds every frame from this cache
+    (an unreadable one is written again): the osd scorers read it, so no stage after training reads pixels."""
     cache = sampling_for(cfg).cache()
-    source = f"{cache.dir.name}.{cache.fmt}"
-    if exp.appearance_file.is_file() and FrameAppearance.load(exp.appearance_file).covers(list(cache_files), source):
-        return
-    ids = list(cache_files)
+    source, ids = f"{cache.dir.name}.{cache.fmt}", list(cache_files)
+    try:
+        if exp.appearance_file.is_file() and FrameAppearance.load(exp.appearance_file).covers(ids, source):
+            return
+    except DataError:
+        log.warning("%s is unreadable: writing it again", exp.appearance_file)
     FrameAppearance(ids, appearance_many([str(cache_files[i]) for i in ids]), source).save(exp.appearance_file)
 
 
