@@ -28,7 +28,7 @@ from fathom.config import TrainConfig
 from fathom.data.layout import Dataset
 from fathom.ensemble.fit import fit_ensemble
 from fathom.infer.tta import view_names
-from fathom.predictor import Predictor, fold_config
+from fathom.predictor import Predictor
 from fathom.metric import as_json_numbers
 from fathom.predictions import Predictions
 from fathom.provenance import git_commit
@@ -47,7 +47,7 @@ def student_config(base: TrainConfig, teacher: str, student: str, folds: list[in
 
 def images_per_second(fold_dir: FoldDir, paths: list[str]) -> tuple[float, int]:
     """(images/s of one fold model predicting `paths` one view at a time, its number of TTA views)."""
-    views = len(view_names(fold_config(fold_dir)))
+    views = len(view_names(fold_dir.prediction_config()))
     predictor = Predictor.from_fold(fold_dir, ["tta_hflip=false", "tta_scales=[1.0]"])
     predictor.predict(paths[:8])  # warm-up: cache, kernels
     start = time.perf_counter()

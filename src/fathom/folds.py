@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from fathom.atomic import write_csv
 from fathom.data.categories import Categories
@@ -43,6 +42,8 @@ def make_folds(train: pd.DataFrame, categories: Categories, n_folds: int = 5, se
         dives = np.where(train["dive"] != "", train["dive"], "image:" + train["id"].astype(str))
         fold = grouped_folds(targets, dives, n_folds, seed)
     else:
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold  # here: stages that only read folds skip it
+
         splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         fold = np.full(len(train), -1, dtype=np.int64)
         for k, (_, valid) in enumerate(splitter.split(np.zeros(len(train)), targets)):

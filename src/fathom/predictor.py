@@ -21,15 +21,12 @@ from fathom.data.loaders import make_loader
 from fathom.data.sampling import Frames, Views, sampling_for
 from fathom.data.transforms import eval_transform
 from fathom.device import choose_device
-from fathom.errors import DataError
 from fathom.models.net import FathomNet
 from fathom.runs import FoldDir
 from fathom.train.checkpoint import load_checkpoint
 from fathom.train.distributed import Distributed
 from fathom.train.loop import to_device
 from fathom.train.precision import Precision
-
-OVERRIDABLE = {"tta_hflip", "tta_scales", "batch_size", "infer_batch_size", "workers", "cache_dir", "device"}
 
 
 @torch.no_grad()
@@ -53,15 +50,6 @@ def predict(model: nn.Module, loader, precision: Precision, channels_last: bool 
     return {head: np.concatenate(parts) for head, parts in out.items()}
 
 
-def fold_config(fold_dir: FoldDir, overrides: list[str] = ()) -> TrainConfig:
-    """The config a finished fold trained with, with prediction-only `overrides` (views, batch size, device)."""
-    for item in overrides:
-        if item.partition("=")[0] not in OVERRIDABLE:
-            raise DataError("command line", f"{item!r}: prediction may only change {', '.join(sorted(OVERRIDABLE))}",
-                            hint="other settings are fixed by how the fold was trained")
-    return fold_dir.train_config(["device=auto", *overrides])  # where it trained says nothing of where it predicts
-
-
 class Predictor:
     """Predicts lists of cached frames through the sampling strategy's views.
 
@@ -80,7 +68,7 @@ class Predictor:
                   ) -> "Predictor":
         """A finished fold's best checkpoint under the config it trained with (and prediction `overrides`)."""
         fold_dir = fold_dir if isinstance(fold_dir, FoldDir) else FoldDir(Path(fold_dir))
-        cfg = fold_config(fold_dir, overrides)
+        cfg = fold_dir.prediction_config(overrides)
         device = device or choose_device(cfg.device)
         model = FathomNet.for_config(fold_dir.backbone, cfg, trained=True)
         model.load_state_dict(load_checkpoint(fold_dir.best, device)["model"])

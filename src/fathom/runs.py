@@ -34,6 +34,7 @@ from fathom.config import TrainConfig, load_config
 from fathom.errors import DataError
 
 R = TypeVar("R")
+PREDICTION_KEYS = {"tta_hflip", "tta_scales", "batch_size", "infer_batch_size", "workers", "cache_dir", "device"}
 SPLITS = ("oof", "test")  # what TTA predicts again; a fold also writes "train" (its training frames' own)
 FOLD_SPLITS = (*SPLITS, "train")
 
@@ -218,6 +219,16 @@ class FoldDir:
     def train_config(self, overrides: list[str] = ()) -> TrainConfig:
         """The resolved config the fold trained with (config.yaml), `key=value` overrides applied."""
         return load_config(str(self.config), list(overrides))
+
+    def prediction_config(self, overrides: list[str] = ()) -> TrainConfig:
+        """The config the fold trained with, with prediction-only `overrides` (PREDICTION_KEYS: the views,
+        batch size, workers, cache, device); where it trained says nothing of where it predicts."""
+        for item in overrides:
+            if item.partition("=")[0] not in PREDICTION_KEYS:
+                raise DataError("command line", f"{item!r}: prediction may only change "
+                                f"{', '.join(sorted(PREDICTION_KEYS))}", hint="other settings are fixed by how the "
+                                "fold was trained")
+        return self.train_config(["device=auto", *overrides])
 
     def is_finished(self) -> bool:
         return self.done_file.is_file()

@@ -21,7 +21,6 @@ from fathom.config import TrainConfig
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.predictions import Predictions, combine_folds
-from fathom.predictor import Predictor, fold_config
 from fathom.runs import Experiment, FoldDir
 
 log = logging.getLogger(__name__)
@@ -37,8 +36,11 @@ def predict_fold(fold_dir: FoldDir, path_of: dict[str, str], overrides: list[str
     """TTA predictions of one fold's validation rows and eval rows (the ids its training run predicted).
     The 1x view is the training run's own oof/test predictions (a test checks they are what predicting
     again gives), so only the other views cost time: with that view alone no model is loaded."""
-    plain_only = view_names(fold_config(fold_dir, overrides)) == ["1x"]
-    predictor = None if plain_only else Predictor.from_fold(fold_dir, overrides)
+    predictor = None
+    if view_names(fold_dir.prediction_config(overrides)) != ["1x"]:
+        from fathom.predictor import Predictor  # torch and timm: only when a view needs the model
+
+        predictor = Predictor.from_fold(fold_dir, overrides)
     out = {}
     for split in ("oof", "test"):
         trained = Predictions.load(fold_dir.predictions(split))
@@ -70,6 +72,6 @@ def predict_experiment(dataset: Dataset, runs: Path, exp: str, overrides: list[s
         oof, test = combine_folds(parts)
         oof.save(experiment.predictions("oof", backbone, tta=True))
         test.save(experiment.predictions("test", backbone, tta=True))
-        used[backbone] = view_names(fold_config(dirs[0], overrides))
+        used[backbone] = view_names(dirs[0].prediction_config(overrides))
     write_json(used, experiment.views_file)
     return used
