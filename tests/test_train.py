@@ -161,7 +161,7 @@ def test_interrupted_run_resumes_to_the_same_state(tiny, tmp_path, monkeypatch):
     assert [round(r["train_loss"], 5) for r in a["history"]] == [round(r["train_loss"], 5) for r in b["history"]]
 
 
-@pytest.mark.parametrize("checkpoint_every", [1, 5])
+@pytest.mark.parametrize("checkpoint_every", [1, pytest.param(5, marks=pytest.mark.slow)])
 def test_a_time_budget_stops_at_an_epoch_boundary_and_the_run_resumes(tiny, tmp_path, monkeypatch, checkpoint_every):
     """time_budget_h: training stops cleanly before the first epoch that starts past the budget, with
     last.pt to resume from and no done.json; `--resume` (a new session) finishes the fold. With last.pt
