@@ -60,6 +60,10 @@ class Predictions:
             raise ValueError("these predictions carry no out-of-sample score")
         return self.extras["osd"]
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """{fine, super, each extra}: the per-image arrays, as a predictor returns them."""
+        return {"fine": self.fine, "super": self.super, **self.extras}
+
     def rows(self, order: np.ndarray) -> "Predictions":
         return Predictions(self.ids[order], self.fine[order], self.super[order],
                            {k: v[order] for k, v in self.extras.items()})
@@ -138,7 +142,7 @@ def combine_folds(parts: list[dict[str, Predictions]]) -> tuple[Predictions, Pre
 class FrameAppearance:
     """runs/<exp>/appearance.npz: every train and eval frame's appearance vector (the layout above, computed
     by fathom.data.features), read once from the experiment's image cache by `train`, so that no
-    stage after it reads pixels. `source`: the cache folder it was read from."""
+    stage after it reads pixels. `source`: which cache it was read from (its folder name and format)."""
 
     ids: np.ndarray
     values: np.ndarray  # [N, N_APPEARANCE]

@@ -96,7 +96,7 @@ class Predictor:
         for scale in cfg.tta_scales:
             flips = (False, True) if cfg.tta_hflip else (False,)
             if scale == 1.0 and plain is not None:
-                total = accumulate(total, {"fine": plain.fine, "super": plain.super, **plain.extras}, 1)
+                total = accumulate(total, plain.arrays(), 1)
                 count, flips = count + 1, flips[1:]
             if not flips:
                 continue

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-
 from fathom.atomic import write_json
 from fathom.config import TrainConfig
 from fathom.data.layout import Dataset
@@ -50,8 +49,7 @@ def predict_fold(fold_dir: FoldDir, path_of: dict[str, str], overrides: list[str
             raise DataError(fold_dir.predictions(split),
                             f"{len(missing)} ids are not in the dataset (e.g. {missing[0]})",
                             hint="predict with the data folder the experiment was trained on")
-        probs = ({"fine": trained.fine, "super": trained.super, **trained.extras} if predictor is None
-                 else predictor.predict([path_of[i] for i in ids], plain=trained))
+        probs = trained.arrays() if predictor is None else predictor.predict([path_of[i] for i in ids], plain=trained)
         out[split] = Predictions(ids, probs.pop("fine"), probs.pop("super"), probs)
         out[split].save(fold_dir.predictions(split, tta=True))
     return out
