@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # bash run.sh                              the whole pipeline on the built-in demo data (CPU, no download)
+# bash run.sh --world content              the same in the demo's second world (fathom.demo.worlds)
 # bash run.sh test [PYTEST ARGS]           set up, then run the test suite
 # bash run.sh gpu-check [ARGS]             set up, then the CUDA check (python -m fathom bench gpu) into BENCHMARKS.md
 # bash run.sh --data DIR [--images DIR] [--config full|FILE]
@@ -39,13 +40,13 @@ stage() {  # NAME ARGS...: one `python -m fathom` step, its wall time printed af
   echo "[run.sh] $1: $((SECONDS - started)) s"
 }
 
-pipeline() {  # DATA_DIR FOLDS_CSV CONFIG [--images DIR]
-  local data=$1 folds=$2 config=$3 exp; shift 3
-  exp=$(basename "${config%.y*ml}")
+pipeline() {  # DATA_DIR FOLDS_CSV CONFIG SUFFIX [--images DIR]: experiments <config>SUFFIX and priorSUFFIX
+  local data=$1 folds=$2 config=$3 exp prior=prior$4
+  exp=$(basename "${config%.y*ml}")$4; shift 4
   [ -f "$folds" ] || stage folds --data "$data" --n-folds 5 --seed 42 --group dive --out "$folds"
-  stage prior --data "$data" --folds "$folds" --exp prior "$@"
-  stage submit --data "$data" --exp prior --name prior          # the floor, for comparison
-  stage train --data "$data" --folds "$folds" --config "$config" "$@"
+  stage prior --data "$data" --folds "$folds" --exp "$prior" "$@"
+  stage submit --data "$data" --exp "$prior" --name "$prior"   # the floor, for comparison
+  stage train --data "$data" --folds "$folds" --config "$config" "$@" "name=$exp"
   stage predict --data "$data" --exp "$exp" "$@"               # TTA: OOF and eval, every fold
   stage ensemble --data "$data" --exp "$exp"                   # weights and osd tuned on saved files only
   stage submit --data "$data" --exp "$exp" --name "$exp"       # also submission.csv
@@ -75,17 +76,20 @@ case "${1:-}" in
         *) echo "unknown option $1" >&2; exit 2 ;;
       esac
     done
-    pipeline "$data" folds/train_5fold_seed42_dive.csv "$config" "${images[@]}"
+    pipeline "$data" folds/train_5fold_seed42_dive.csv "$config" "" "${images[@]}"
     ;;
-  "")
+  ""|--world)
+    world=${2:-gain} suffix=""
+    [ "${1:-}" = --world ] && [ $# -ne 2 ] && { echo "usage: bash run.sh --world gain|content" >&2; exit 2; }
+    [ "$world" = gain ] || suffix=-$world
     SECONDS=0
-    stage demo-data --out data/demo
-    rm -f folds/demo_5fold_seed42_dive.csv  # the demo may have been rebuilt: its folds are rebuilt too (seconds)
-    pipeline data/demo folds/demo_5fold_seed42_dive.csv demo
+    stage demo-data --out "data/demo$suffix" --world "$world"
+    rm -f "folds/demo${suffix}_5fold_seed42_dive.csv"  # the demo may have been rebuilt: its folds too (seconds)
+    pipeline "data/demo$suffix" "folds/demo${suffix}_5fold_seed42_dive.csv" demo "$suffix"
     echo "bash run.sh: the demo pipeline took $((SECONDS / 60)) min $((SECONDS % 60)) s after set-up"
     ;;
   *)
-    echo "usage: bash run.sh [test [PYTEST ARGS] | gpu-check [ARGS] | --data DIR [--images DIR] [--config full|FILE]]" >&2
+    echo "usage: bash run.sh [--world gain|content | test [PYTEST ARGS] | gpu-check [ARGS] | --data DIR [--images DIR] [--config full|FILE]]" >&2
     exit 2
     ;;
 esac

@@ -63,13 +63,17 @@ def demo_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=640, help="long side of the large frames, px")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    from fathom.demo.worlds import DEFAULT_WORLD, WORLDS
+
+    p.add_argument("--world", default=DEFAULT_WORLD, choices=tuple(WORLDS),
+                   help="how eval is shifted from train (fathom.demo.worlds; default: %(default)s)")
 
 
 @command("demo-data", "write the synthetic demo competition folder", demo_data_arguments)
 def cmd_demo_data(args) -> int:
     from fathom.demo.make import make_demo
 
-    built = make_demo(args.out, args.n_train, args.n_eval, args.size, args.seed, force=args.force)
+    built = make_demo(args.out, args.n_train, args.n_eval, args.size, args.seed, force=args.force, world=args.world)
     print(f"demo data {'written to' if built else 'up to date in'} {args.out}")
     return 0
 

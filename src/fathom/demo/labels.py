@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fathom.constants import N_FINE
+from fathom.demo.worlds import WORLDS, World
 
 # P(an image has k distinct categories), k = 1..10: mean ~1.55, about 1.5% of images with 6+.
 LABELS_PER_IMAGE = np.array([0.665, 0.2, 0.07, 0.03, 0.02, 0.007, 0.004, 0.002, 0.001, 0.001])
@@ -48,13 +49,13 @@ class LabelModel:
     def others(self) -> np.ndarray:
         return self.seen[self.seen != self.dominant]
 
-    def draw(self, rng: np.random.Generator, depth: float, shifted: bool, habitat: np.ndarray | None = None
-             ) -> list[int]:
-        """Category ids of one image at `depth`; `shifted` draws eval's frequencies instead of train's;
-        `habitat` (weights over `others`) is the dive's own mix."""
+    def draw(self, rng: np.random.Generator, depth: float, shifted: bool, habitat: np.ndarray | None = None,
+             world: World = WORLDS["gain"]) -> list[int]:
+        """Category ids of one image at `depth`; `shifted` draws eval's frequencies instead of train's (and
+        `world`'s unseen categories); `habitat` (weights over `others`) is the dive's own mix."""
         k = int(rng.choice(np.arange(1, len(LABELS_PER_IMAGE) + 1), p=LABELS_PER_IMAGE / LABELS_PER_IMAGE.sum()))
         beyond = max(0.0, depth - TRAIN_MAX_DEPTH) / (1 - TRAIN_MAX_DEPTH)  # 0 within train's range, 1 at the bottom
-        p_unseen = (0.03 + 0.75 * beyond) if shifted else 0.0
+        p_unseen = world.unseen_share(beyond, depth > TRAIN_MAX_DEPTH) if shifted else 0.0
         p_dominant = DOMINANT_SHARE * (1 - beyond) * (0.6 if shifted else 1.0)
         weights = np.sqrt(self.train_weights) if shifted else self.train_weights
         if habitat is not None:
@@ -67,13 +68,15 @@ class LabelModel:
                 labels.append(candidate)
         return sorted(labels)
 
-    def instances(self, rng: np.random.Generator, category: int) -> int:
-        """How many animals of a category an image holds (the common one comes in groups)."""
-        mean_extra = 2.0 if category == self.dominant else 0.5
+    def instances(self, rng: np.random.Generator, category: int, crowding: float = 1.0) -> int:
+        """How many animals of a category an image holds (the common one comes in groups); `crowding`
+        multiplies the extra ones."""
+        mean_extra = (2.0 if category == self.dominant else 0.5) * crowding
         return 1 + min(int(rng.poisson(mean_extra)), 12)
 
     @staticmethod
-    def unknown_creatures(rng: np.random.Generator, depth: float, shifted: bool) -> int:
+    def unknown_creatures(rng: np.random.Generator, depth: float, shifted: bool, world: World = WORLDS["gain"]
+                          ) -> int:
         """How many creatures outside every category an eval frame holds (train frames: none)."""
         beyond = max(0.0, depth - TRAIN_MAX_DEPTH) / (1 - TRAIN_MAX_DEPTH)
-        return int(rng.poisson(0.05 + 1.2 * beyond)) if shifted else 0
+        return int(rng.poisson(world.unknown_mean(beyond, depth > TRAIN_MAX_DEPTH))) if shifted else 0

@@ -21,6 +21,7 @@ from fathom.demo.dives import (HD, TRAIN_PLATFORMS, Dive, assign, camera, dive_s
 from fathom.demo.labels import TRAIN_MAX_DEPTH, LabelModel
 from fathom.demo.scenes import render
 from fathom.demo.shapes import FAMILIES, Species
+from fathom.demo.worlds import DEFAULT_WORLD, WORLDS, World
 from fathom.errors import DataError
 
 # Fine categories per super-category, largest family first: the real competition's family sizes.
@@ -87,23 +88,24 @@ def save_png(picture: Image.Image, path: Path) -> None:
 
 
 def make_split(rng, model: LabelModel, looks, frame_dives: list[Dive], size: int, images_dir: Path, split: str,
-               writer: PngWriter):
+               writer: PngWriter, world: World):
     """Render one frame per entry of `frame_dives`; returns COCO images, annotations and (id, categories,
     osd) rows. A frame's depth comes from its dive; train dives stop at TRAIN_MAX_DEPTH, eval's span all
-    depths, and frames deeper than that are out-of-sample."""
+    depths, and frames deeper than that are out-of-sample (fathom.demo.worlds: what else tells them apart)."""
     images, annotations, labels = [], [], []
     shifted = split == "eval"
+    crowding, lower = (world.eval_crowding, world.eval_lower) if shifted else (1.0, 0.0)
     for image_id, dive in enumerate(frame_dives, start=1):
         depth = dive.frame_depth(rng)
-        categories = model.draw(rng, depth, shifted=shifted, habitat=dive.habitat)
-        animals = [c for c in categories for _ in range(model.instances(rng, c))]
+        categories = model.draw(rng, depth, shifted=shifted, habitat=dive.habitat, world=world)
+        animals = [c for c in categories for _ in range(model.instances(rng, c, crowding))]
         animals = [animals[i] for i in rng.permutation(len(animals))]
         strangers = [Species.unknown(int(rng.integers(0, 1 << 16)), float(rng.uniform()))
-                     for _ in range(model.unknown_creatures(rng, depth, shifted))]
+                     for _ in range(model.unknown_creatures(rng, depth, shifted, world))]
         width, height = frame_size(size, dive, split)
         picture, boxes = render(rng, width, height, [looks[c] for c in animals] + strangers, depth, dive.light,
-                                dive.tint)
-        if dive.new_camera:
+                                dive.tint, world, lower)
+        if dive.new_camera and world.new_camera:
             picture = camera(picture, rng)
         name = image_uuid(rng)
         writer.save(picture, images_dir / f"{name}.png")
@@ -132,10 +134,14 @@ def is_demo_leftover(folder: Path) -> bool:
 
 
 def make_demo(out: str | Path, n_train: int = 800, n_eval: int = 400, size: int = 640, seed: int = 0,
-              force: bool = False) -> bool:
-    """Build the demo folder; returns False (and does nothing) when it is already up to date."""
+              force: bool = False, world: str = DEFAULT_WORLD) -> bool:
+    """Build the demo folder in one of fathom.demo.worlds.WORLDS; returns False (and does nothing) when it is
+    already up to date."""
     out = Path(out)
-    params = {"version": DEMO_VERSION, "n_train": n_train, "n_eval": n_eval, "size": size, "seed": seed}
+    if world not in WORLDS:
+        raise DataError(out, f"unknown demo world {world!r}", hint=f"one of {', '.join(WORLDS)}")
+    params = {"version": DEMO_VERSION, "n_train": n_train, "n_eval": n_eval, "size": size, "seed": seed,
+              "world": world}
     marker = out / MARKER
     if marker.is_file() and not force and json.loads(marker.read_text()) == params:
         return False
@@ -154,8 +160,9 @@ def make_demo(out: str | Path, n_train: int = 800, n_eval: int = 400, size: int 
     writer = PngWriter()
     try:
         train_images, train_boxes, train_labels = make_split(rng, model, looks, assign(rng, train_dives, sizes),
-                                                             size, images_dir, "train", writer)
-        eval_images, _, eval_labels = make_split(rng, model, looks, eval_dives, size, images_dir, "eval", writer)
+                                                             size, images_dir, "train", writer, WORLDS[world])
+        eval_images, _, eval_labels = make_split(rng, model, looks, eval_dives, size, images_dir, "eval", writer,
+                                                 WORLDS[world])
     finally:
         writer.close()  # every frame is on disk before the labels and the marker are written
 
