@@ -51,7 +51,7 @@ pipeline() {  # DATA_DIR FOLDS_CSV CONFIG SUFFIX [--images DIR]: experiments <co
   stage ensemble --data "$data" --exp "$exp"                   # weights and osd tuned on saved files only
   stage submit --data "$data" --exp "$exp" --name "$exp"       # also submission.csv
   stage validate-submission submissions/submission.csv --data "$data"
-  stage report --data "$data" --exp "$exp"    # runs/<exp>/report.md; closing lines: gains over the prior
+  stage report --data "$data" --exp "$exp" --prior "$prior"   # runs/<exp>/report.md; closing lines: gains over the prior
 }
 
 setup

@@ -12,12 +12,13 @@ REAL_LABELS = REPO.parent / "shared" / "fathomnet2023"
 
 
 TINY = {"name": "tiny", "backbones": ["resnet18"], "pretrained": False, "image_size": 32, "folds": [0], "epochs": 2,
-        "batch_size": 16, "lr": 1e-3, "warmup_epochs": 0.5, "workers": 0, "seed": 3}
+        "batch_size": 16, "lr": 1e-3, "warmup_epochs": 0.5, "workers": 0, "seed": 3, "probe_share": 0.0}
 
 
 def tiny_config(root: Path, **changes) -> TrainConfig:
     """The one tiny experiment every training test starts from: a random-init resnet18 at 32 px, one fold, two
-    epochs, the loader in the test's process, its image cache under `root`; `changes` override any key."""
+    epochs, no leave-categories-out probes, the loader in the test's process, its image cache under `root`;
+    `changes` override any key."""
     return TrainConfig(**{**TINY, "cache_dir": str(Path(root) / "cache"), **changes})
 
 

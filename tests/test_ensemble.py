@@ -115,22 +115,69 @@ def test_dive_scores_are_the_mean_over_the_frames_of_a_dive():
     assert not any(("@dive" in n.split("+")[0]) != ("@dive" in n.split("+")[1]) for n in names if "+" in n)
 
 
-def test_choose_osd_prefers_the_pair_when_each_criterion_needs_a_different_signal():
+def test_each_candidate_is_estimated_by_the_measurement_that_can_measure_it():
+    """A shift-robust score by train vs test (on the test itself), every other score by held-out categories."""
     rng = np.random.default_rng(4)
-    # held-out categories: the new-species images are the unconfident ones (colour says nothing)
-    new = np.arange(60) < 15
+    new = np.arange(60) < 15  # held-out categories: the new-species images are the unconfident ones
     held_out = [(single_scores(60, rng, ~new, np.zeros(60, bool)), new.astype(float))]
-    # train vs test: the test images look different (colour) and are also a little less confident
-    is_test = np.arange(80) >= 40
-    shift = [(single_scores(80, rng, ~(is_test & (np.arange(80) % 2 == 0)), is_test), is_test.astype(float))]
-    chosen, table, weights = choose_osd(held_out, shift)
+    is_test = np.arange(80) >= 40  # train vs test: the test images look different and are less confident
+    shift = [(single_scores(80, rng, ~is_test, is_test), is_test.astype(float))]
+    chosen, table = choose_osd(held_out, shift)
     assert table["max_prob"]["held_out_categories"] == pytest.approx(1.0)
-    assert table["colour"]["train_vs_test"] == pytest.approx(1.0)
-    assert "+" in chosen and "colour" in chosen.split("+")
-    assert table[chosen]["pooled"] == max(row["pooled"] for row in table.values())
-    assert sum(weights.values()) == pytest.approx(1.0)
-    assert np.allclose(combined(held_out[0][0], "max_prob+colour"),
-                       combined(held_out[0][0], "colour+max_prob"))
+    assert table["max_prob"]["train_vs_test"] == pytest.approx(1.0)  # measured and reported, never counted
+    assert table["max_prob"]["estimate"] == table["max_prob"]["held_out_categories"]
+    assert table["log_colour_aligned"]["estimate"] == table["log_colour_aligned"]["train_vs_test"]
+    assert table["colour"]["estimate"] == table["colour"]["held_out_categories"] < 0.5  # not robust: no credit
+    assert table[chosen]["estimate"] == max(row["estimate"] for row in table.values())
+    assert np.allclose(combined(held_out[0][0], "max_prob+colour"), combined(held_out[0][0], "colour+max_prob"))
+
+
+def fold_task(n, rng, names, signal=None, positives=None):
+    """One measurement task: noise scores for `names`, `signal` separating the positives perfectly."""
+    labels = (np.arange(n) < (positives or n // 3)).astype(float)
+    return ({name: labels * 3.0 + rng.normal(size=n) if name == signal else rng.normal(size=n) for name in names},
+            labels)
+
+
+@pytest.mark.parametrize("family", ["max_prob", "entropy", "energy", "super", "disagreement", "colour",
+                                    "log_colour", "log_colour_aligned", "tiles", "knn", "knn_aligned",
+                                    "mahalanobis", "mahalanobis_aligned", "domain"])
+def test_every_candidate_family_can_be_chosen(family):
+    """The score that separates in the measurement its estimate is taken from wins, whatever its family:
+    train vs test for the shift-robust one, the probes' held-out categories for the others, and the folds'
+    own unseen-category frames for disagreement (a probe is one model: it has no disagreement)."""
+    from fathom.ensemble.osd_choice import estimated_by
+    from fathom.ensemble.osd_scorers import SCORERS
+
+    rng = np.random.default_rng(7)
+    names = list(SCORERS)
+    probe_names = [n for n in names if n != "disagreement"]
+    robust = estimated_by(family) == "train_vs_test"
+    probe_signal = None if robust or family == "disagreement" else family
+    probes = [fold_task(300, rng, probe_names, probe_signal, 120) for _ in range(2)]
+    folds = [fold_task(200, rng, names, family if family == "disagreement" else None, 20) for _ in range(2)]
+    shift = [fold_task(560, rng, names, family if robust else None, 400) for _ in range(2)]
+    chosen, table = choose_osd(probes, shift, folds)
+    assert chosen == family, (family, chosen, table[chosen])
+    assert table[family]["estimate"] > 0.9
+
+
+def test_feature_scores_rank_within_each_scored_set_so_train_vs_test_cannot_measure_them():
+    """A per-member rank average puts the validation and the eval frames on the same 0..1 scale: their
+    train vs test is 0 whatever the frames, which is why it never estimates them."""
+    from fathom.ensemble.osd_choice import estimated_by, mean_sauc
+    from fathom.ensemble.osd_scorers import SHIFT_ROBUST
+
+    rng = np.random.default_rng(2)
+    reference = FrameSet(rng.normal(size=(60, N_APPEARANCE)), embeddings=(rng.normal(size=(60, 8)),))
+    valid = FrameSet(rng.normal(size=(40, N_APPEARANCE)), embeddings=(rng.normal(size=(40, 8)),))
+    far = FrameSet(rng.normal(size=(50, N_APPEARANCE)), embeddings=(rng.normal(size=(50, 8)) + 5.0,))
+    scored = [score_all(reference, side, names={"knn"}) for side in (valid, far)]
+    task = ({"knn": np.r_[scored[0]["knn"], scored[1]["knn"]]}, np.r_[np.zeros(40), np.ones(50)])
+    assert abs(mean_sauc([task], "knn")) < 0.05  # every eval frame lies far away, and it measures ~0
+    assert estimated_by("knn_aligned") == estimated_by("knn") == "held_out_categories"
+    assert estimated_by("log_colour_aligned@dive") == estimated_by("log_colour_aligned+log_colour_aligned@dive")
+    assert estimated_by("log_colour_aligned+max_prob") == "held_out_categories" and SHIFT_ROBUST == {"log_colour_aligned"}
 
 
 def members_of(stack, sup, folds):
@@ -164,46 +211,15 @@ def test_one_fold_cannot_be_checked_so_equal_weights_are_used():
     assert chosen == "equal weights" and np.isnan(table["tuned weights"]["held_out"])
 
 
-def test_osd_measurements_are_weighted_by_their_sample_sizes():
-    """Ten unseen-category images weigh far less than 400 test vs 300 validation images."""
-    from fathom.ensemble.osd_choice import criterion_weights, sauc_variance
+def test_the_held_out_standard_error_follows_the_frame_counts():
+    """Ten unseen-category images give a wide standard error; the mean over two sets halves the variance."""
+    from fathom.ensemble.osd_choice import sauc_variance
 
     few = [({}, np.r_[np.ones(10), np.zeros(300)])]
     many = [({}, np.r_[np.ones(400), np.zeros(300)])]
     assert sauc_variance(few) == pytest.approx(4 * 311 / (12 * 10 * 300))
-    weights = criterion_weights(few, many)
-    assert weights["train_vs_test"] > 0.9 and sum(weights.values()) == pytest.approx(1.0)
-    two_folds = many + many  # the mean over two folds halves the variance
-    assert sauc_variance(two_folds) == pytest.approx(sauc_variance(many) / 2)
-    assert criterion_weights([], many) == {"held_out_categories": 0.0, "train_vs_test": 1.0}
-
-
-def test_under_a_shared_shift_train_vs_test_counts_only_for_the_shift_robust_methods():
-    """If validation and eval frames are told apart better than an out-of-sample share of at most a half
-    allows, in-sample eval frames are unlike validation frames: train vs test then measures the shift for a
-    method that sees it, and counts only for the methods that standardise each set by its own statistics."""
-    from fathom.ensemble.novelty import separability
-    from fathom.ensemble.osd_choice import MAX_OOS_SHARE, is_shifted, shift_robust
-
-    rng = np.random.default_rng(0)
-    valid = rng.normal(size=(200, 6))
-    same = separability(valid, rng.normal(size=(150, 6)))
-    shifted = separability(valid, rng.normal(size=(150, 6)) + 1.5)  # another camera: every eval frame moves
-    assert abs(same) < 0.2 < MAX_OOS_SHARE < shifted and is_shifted(shifted) and not is_shifted(same)
-    assert shift_robust("log_colour_aligned@dive") and shift_robust("knn_aligned+log_colour_aligned")
-    assert not shift_robust("log_colour") and not shift_robust("knn_aligned+max_prob")
-    new = np.arange(60) < 15
-    held_out = [({"colour": rng.normal(size=60), "colour_aligned": rng.normal(size=60)}, new.astype(float))]
-    is_test = np.arange(80) >= 40
-    flags_the_camera = is_test + rng.normal(0, 0.1, 80)  # train vs test 1.0, says nothing of what is new
-    shift = [({"colour": flags_the_camera, "colour_aligned": is_test * 0.3 + rng.normal(0, 0.5, 80)},
-              is_test.astype(float))]
-    for shift_sauc, expected in ((same, "colour"), (shifted, "colour_aligned")):
-        chosen, table, _ = choose_osd(held_out, shift, shift_sauc)
-        assert chosen == expected
-    assert table["colour"]["pooled"] == pytest.approx(table["colour"]["held_out_categories"])
-    assert table["colour"]["train_vs_test"] == pytest.approx(1.0)  # measured and reported, never counted
-
+    assert sauc_variance(many + many) == pytest.approx(sauc_variance(many) / 2)
+    assert sauc_variance([({}, np.zeros(5))]) == float("inf")  # one class: nothing to measure
 
 
 def test_the_saved_scores_redo_the_choice_they_were_made_with(tmp_path):
@@ -215,17 +231,17 @@ def test_the_saved_scores_redo_the_choice_they_were_made_with(tmp_path):
         dives = np.array([f"d{i % 5}" for i in range(n)])
         folds.append(FoldScores(k, single_scores(n, rng, unseen == 0, np.zeros(n, bool), dives),
                                 single_scores(30, rng, np.ones(30, bool), np.ones(30, bool), dives[:30]), unseen))
-    scores = OsdScores(folds, single_scores(30, rng, np.ones(30, bool), np.ones(30, bool), np.array(["d"] * 30)), 0.3)
+    scores = OsdScores(folds, single_scores(30, rng, np.ones(30, bool), np.ones(30, bool), np.array(["d"] * 30)))
     scores.save(tmp_path / "osd_scores.npz")
     again = OsdScores.load(tmp_path / "osd_scores.npz")
-    assert [f.fold for f in again.folds] == [0, 2] and again.shift_sauc == 0.3 and again.unseen_images == 16
+    assert [f.fold for f in again.folds] == [0, 2] and again.probes == [] and again.unseen_images == 16
     for before, after in zip(scores.folds, again.folds):
         assert set(before.valid) == set(after.valid) and all(np.array_equal(before.valid[n], after.valid[n])
                                                              for n in before.valid)
     assert all(np.array_equal(scores.eval[n], again.eval[n]) for n in scores.eval)
     assert [len(labels) for _, labels in again.shift] == [80, 70]
-    chosen, table, weights = choose_from(again)
-    assert (chosen, table, weights) == choose_from(scores) and len(table) == len(candidates(list(scores.eval)))
+    chosen, table = choose_from(again)
+    assert (chosen, table) == choose_from(scores) and len(table) == len(candidates(list(scores.eval)))
 
 
 def test_the_report_says_whether_the_chosen_estimate_held_on_the_demo_and_which_measurement_failed():
@@ -234,8 +250,7 @@ def test_the_report_says_whether_the_chosen_estimate_held_on_the_demo_and_which_
 
     def choice(estimate, held_out, train_vs_test, demo_eval):
         return OsdChoice("log_colour_aligned@dive", {"log_colour_aligned@dive": OsdScore(
-            held_out, train_vs_test, estimate, demo_eval)}, {"held_out_categories": 0.15, "train_vs_test": 0.85},
-            45, shift_sauc=0.76)
+            held_out, train_vs_test, estimate, 0.04, demo_eval)}, 45)
 
     held = osd_verdict(choice(0.72, -0.06, 0.85, 0.81))
     assert "(0.7200) is within 0.1" in held and "held out categories by -0.87" in held

@@ -82,6 +82,31 @@ def test_predicting_again_reproduces_the_training_predictions_that_tta_reuses(tr
 
 
 @pytest.mark.slow
+def test_adapted_batch_norm_normalises_with_the_predicted_frames_statistics_and_then_restores_the_trained_ones(
+        trained):
+    """tta_adapt_bn (AdaBN): each predicted set with its own BatchNorm statistics. Within the block the running
+    means are those of the set's frames; after it the trained buffers are back bit for bit, so the next set
+    (and the OOF split) is not predicted with the previous set's statistics."""
+    dataset, root = trained
+    fold = root / "runs" / "tiny" / "resnet18" / "fold_1"
+    predictor = Predictor.from_fold(fold, ["tta_hflip=false", "tta_adapt_bn=true"])
+    stem = predictor.model.backbone.bn1
+    trained_state = {k: v.clone() for k, v in predictor.model.state_dict().items()}
+    paths = list(dataset.eval["path"])
+    with predictor.batch_norm_of(paths):
+        adapted_mean = stem.running_mean.clone()
+        assert not torch.allclose(adapted_mean, trained_state["backbone.bn1.running_mean"])
+        assert not predictor.model.training and not stem.training
+    assert all(torch.equal(v, trained_state[k]) for k, v in predictor.model.state_dict().items())
+    adapted = predictor.predict(paths)
+    plain = Predictor.from_fold(fold, ["tta_hflip=false"]).predict(paths)
+    assert adapted["fine"].shape == plain["fine"].shape and not np.allclose(adapted["fine"], plain["fine"])
+    assert all(torch.equal(v, trained_state[k]) for k, v in predictor.model.state_dict().items())
+    views = predict_experiment(dataset, root / "runs", "tiny", ["tta_hflip=false", "tta_adapt_bn=true"])
+    assert views["resnet18"] == ["1x+own_bn"]
+
+
+@pytest.mark.slow
 def test_tta_ensemble_submission_and_report_end_to_end(trained, tmp_path):
     dataset, root = trained
     runs = root / "runs"

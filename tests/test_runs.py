@@ -28,8 +28,7 @@ def ensemble_record() -> EnsembleRecord:
         weights={"a": 0.5, "b": 0.5}, exponents={"a": 1.0, "b": 0.0},
         oof_map20=OofScores({"a": {"0": 0.5, "1": 0.4}}, {"a": 0.45}, None, {"0": 0.5, "1": 0.4}),
         strategies={"equal weights": StrategyScore(0.45, 0.46, {"a": 0.5, "b": 0.5}, 0.0, 0.3)},
-        osd=OsdChoice("max_prob", {"max_prob": OsdScore(0.2, float("nan"), 0.2)}, {"held_out_categories": 1.0,
-                                                                                  "train_vs_test": 0.0}, 3))
+        osd=OsdChoice("max_prob", {"max_prob": OsdScore(0.2, float("nan"), 0.2, 0.05)}, 3, 0.05, probes=2))
 
 
 def test_every_path_of_a_run_comes_from_the_layer(tmp_path):
@@ -131,7 +130,7 @@ def test_bench_demo_tabulates_each_target_with_its_margin_from_the_run_files(tmp
     exp = Experiment(runs, "e")
     write_record(Summary({"a": 0.56, "b": 0.52, "prior": 0.49}, [0, 1], 1), exp.summary_file)
     record = ensemble_record()
-    chosen = OsdScore(0.1, 0.8, 0.7, demo_eval=0.65)
+    chosen = OsdScore(0.1, 0.8, 0.7, 0.04, demo_eval=0.65)
     write_record(dataclasses.replace(record, osd=dataclasses.replace(record.osd, sauc={"max_prob": chosen})),
                  exp.ensemble_file)
     with pytest.raises(DataError, match="no scored e.json and prior.json"):

@@ -19,7 +19,7 @@ log = logging.getLogger("fathom")
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: list[Command] = []  # (name, help, its arguments, what it runs), in the order `--help` lists them
 GROUPS = {"bench": "benchmarks: `bench speed` (throughput, FLOP/s, memory), `bench quality` (ablations), "
-                   "`bench demo` (the demo's targets), `bench scale`"}
+                   "`bench demo` (the demo's targets), `bench worlds` (the demo worlds side by side), `bench scale`"}
 
 
 def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentParser], None]):
@@ -185,7 +185,7 @@ def predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exp", required=True)
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="tta_hflip, tta_scales, batch_size, workers, e.g. tta_scales=[1.0,1.25]")
+                   help="tta_hflip, tta_scales, tta_adapt_bn, batch_size, workers, e.g. tta_scales=[1.0,1.25]")
 
 
 @command("predict", "re-predict OOF and eval images of every finished fold with TTA", predict_arguments)
@@ -220,7 +220,7 @@ def cmd_ensemble(args) -> int:
           f"{ensemble.chosen.held_out:.4f} held out (best single {strategies['best single'].held_out:.4f},"
           f" equal weights {strategies['equal weights'].held_out:.4f})")
     print(f"{args.exp}: osd = {ensemble.osd.method}{' (pinned by --osd)' if args.osd else ''} (estimated sAUC "
-          f"{osd.pooled:.4f}: {osd.held_out_categories:.4f} on held-out categories, {osd.train_vs_test:.4f} "
+          f"{osd.estimate:.4f}; {osd.held_out_categories:.4f} on held-out categories, {osd.train_vs_test:.4f} "
           "train vs test)")
     return 0
 
@@ -283,6 +283,7 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exp", required=True)
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
     p.add_argument("--out", type=Path, default=paths.submissions_dir(), help="submission records (the prior's)")
+    p.add_argument("--prior", default="prior", help="the prior's submission name (default: %(default)s)")
     p.add_argument("--random-folds-exp", default=None, metavar="EXP",
                    help="the same recipe trained on random folds: its in-distribution OOF beside this one's")
 
@@ -292,8 +293,10 @@ def cmd_report(args) -> int:
     from fathom.report import write_report
     from fathom.scoreboard import scoreboard_lines
 
-    print(f"wrote {write_report(load(args, check_images=False), args.runs, args.exp, args.out, args.random_folds_exp)}")
-    print("\n".join(scoreboard_lines(args.runs, args.exp, args.out)))
+    report = write_report(load(args, check_images=False), args.runs, args.exp, args.out, args.random_folds_exp,
+                          args.prior)
+    print(f"wrote {report}")
+    print("\n".join(scoreboard_lines(args.runs, args.exp, args.out, prior=args.prior)))
     return 0
 
 
@@ -432,6 +435,7 @@ def cmd_bench_quality(args) -> int:
 
 def bench_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exp", default="demo", help="(default: %(default)s)")
+    p.add_argument("--prior", default="prior", help="the prior's submission name (default: %(default)s)")
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
     p.add_argument("--submissions", type=Path, default=paths.submissions_dir())
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
@@ -442,9 +446,31 @@ def bench_demo_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_bench_demo(args) -> int:
     from fathom.bench.demo import demo_table, demo_targets
 
-    result = demo_targets(args.runs, args.exp, args.submissions)
+    result = demo_targets(args.runs, args.exp, args.submissions, args.prior)
     record_bench(result, args.out)
     print(demo_table(result))
+    return 0
+
+
+def bench_worlds_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--case", nargs=4, action="append", metavar=("LABEL", "DATA", "EXP", "PRIOR"),
+                   help="a finished demo run: its label, data folder, experiment (= submission name) and the prior's "
+                        "submission name (default: the two worlds as `bash run.sh [--world content]` runs them)")
+    p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    p.add_argument("--submissions", type=Path, default=paths.submissions_dir())
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+
+
+@command("bench worlds", "finished demo runs side by side (the two demo worlds): the osd choice against the best "
+         "candidate, estimates against eval sAUC, eval scores", bench_worlds_arguments)
+def cmd_bench_worlds(args) -> int:
+    from fathom.bench.worlds import Case, worlds, worlds_table
+
+    cases = [Case(label, Path(data), exp, prior) for label, data, exp, prior in args.case or
+             (("gain", "data/demo", "demo", "prior"), ("content", "data/demo-content", "demo-content", "prior-content"))]
+    result = worlds(cases, args.runs, args.submissions)
+    record_bench(result, args.out)
+    print(worlds_table(result))
     return 0
 
 

@@ -30,7 +30,7 @@ CHOICES = {  # keys with a fixed set of values; the modules that act on them rea
 }
 # not settable per backbone (the image cache is shared by the experiment's backbones)
 EXPERIMENT_KEYS = {"name", "backbones", "folds", "cache_dir", "cache_format", "by_backbone", "sampling",
-                   "crop_long_side"}  # not settable per backbone
+                   "crop_long_side", "probe_share", "probe_backbone", "probe_epochs"}  # not settable per backbone
 
 
 @dataclass
@@ -103,7 +103,12 @@ class TrainConfig:
     reference_frames: int = 0  # training frames a fold predicts as the feature-based osd reference (a seeded sample; 0: all)
     tta_hflip: bool = True  # `python -m fathom predict`: add the mirrored view
     tta_scales: list[float] = field(default_factory=lambda: [1.0])  # and/or these multiples of image_size
+    tta_adapt_bn: bool = False  # `predict`: BatchNorm statistics re-estimated on each predicted set (AdaBN)
     limit: int = 0  # smoke runs: use at most this many images per split; 0 = all
+    # Leave-categories-out probes (fathom.train.probe): the osd choice's out-of-sample validation frames
+    probe_share: float = 0.35  # share of training frames holding a held-out category; 0: no probes
+    probe_backbone: str = ""  # the probes' backbone, trained with its own settings ("": the first backbone)
+    probe_epochs: int = 0  # 0: the probe backbone's epochs
 
     # backbone -> {key: value} where one backbone needs its own settings, e.g. {efficientnet_b0: {amp: fp32}}
     by_backbone: dict[str, dict] = field(default_factory=dict)
@@ -156,6 +161,13 @@ class TrainConfig:
                             where="tta_scales")
         if not self.backbones:
             raise DataError(source, "list at least one backbone", where="backbones")
+        if not 0 <= self.probe_share <= 0.8:
+            raise DataError(source, "probe_share must be between 0 (no probes) and 0.8", where="probe_share")
+        if self.probe_backbone and self.probe_backbone not in self.backbones:
+            raise DataError(source, f"probe_backbone {self.probe_backbone!r} is not one of the backbones",
+                            where="probe_backbone", hint="leave it empty for the first backbone")
+        if self.probe_epochs < 0:
+            raise DataError(source, "probe_epochs must be 0 (the backbone's) or at least 1", where="probe_epochs")
 
 
 def check_type(value, annotation, source: str, key: str):

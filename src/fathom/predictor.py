@@ -7,6 +7,7 @@ checkpoint with the config it trained with, and `predict` averages its TTA views
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -90,8 +91,50 @@ class Predictor:
         """{fine, super, extras} of the images at `paths`, averaged over the config's TTA views (equal weights).
 
         `plain`: the training run's own predictions of these images (fathom.predictions.Predictions: the 1x
-        view, same checkpoint, transform and precision), reused instead of predicted again.
+        view, same checkpoint, transform and precision), reused instead of predicted again. With
+        `tta_adapt_bn` the BatchNorm statistics are those of `paths` themselves (`batch_norm_of`), so the
+        training run's predictions are not reused.
         """
+        if self.cfg.tta_adapt_bn:
+            with self.batch_norm_of(paths):
+                return self.predict_views(paths, None)
+        return self.predict_views(paths, plain)
+
+    @contextmanager
+    def batch_norm_of(self, paths: list[str]):
+        """Test-time adaptation: within the block every BatchNorm layer normalises with the statistics of the
+        1x views of `paths` (its running mean and variance re-estimated over them, AdaBN); afterwards the
+        trained statistics are back."""
+        layers = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
+                 for m in layers]
+        stats = self.model.data_config()
+        files = self.sampling.cache(self.cfg.image_size).build(paths, workers=max(2, self.cfg.workers * 2))
+        _, loader = self.prepare(None, files, eval_transform(self.cfg.image_size, stats["mean"], stats["std"]))
+        try:
+            for m in layers:
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average over every batch
+            used = 0
+            with torch.no_grad():
+                self.model.eval()
+                for m in layers:
+                    m.train()
+                for images, _, _ in loader:
+                    if len(images) < 2:  # a lone view: training-mode BatchNorm needs two per channel
+                        continue
+                    with self.precision.autocast():
+                        self.model(to_device(images, self.device, self.channels_last))
+                    used += len(images)
+            self.model.eval()
+            if not used:
+                restore(layers, saved)  # nothing to estimate from: the trained statistics
+            yield
+        finally:
+            restore(layers, saved)
+            self.model.eval()
+
+    def predict_views(self, paths: list[str], plain=None) -> dict[str, np.ndarray]:
         cfg, total, count = self.cfg, {}, 0
         for scale in cfg.tta_scales:
             flips = (False, True) if cfg.tta_hflip else (False,)
@@ -138,6 +181,15 @@ class Predictor:
         """Per-frame {fine, super, extras} of `files`; tiled views are combined by `rule` (default: the
         strategy's)."""
         return self.sampling.frames(*self.rows(key, files, transform, flips), rule)
+
+
+def restore(layers: list[nn.Module], saved: list[tuple]) -> None:
+    """Put back BatchNorm buffers and momentum saved by Predictor.batch_norm_of."""
+    for m, (mean, var, count, momentum) in zip(layers, saved):
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.num_batches_tracked.copy_(count)
+        m.momentum = momentum
 
 
 def accumulate(total: dict[str, np.ndarray], out: dict[str, np.ndarray], weight: int) -> dict[str, np.ndarray]:

@@ -23,7 +23,6 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 from fathom.atomic import atomic_open, atomic_path  # noqa: E402
 from fathom.data.layout import Dataset  # noqa: E402
 from fathom.ensemble.members import train_labels  # noqa: E402
-from fathom.ensemble.osd_choice import MAX_OOS_SHARE  # noqa: E402
 from fathom.folds import make_folds  # noqa: E402
 from fathom.models.prior import frequency_prior_map20  # noqa: E402
 from fathom.predictions import Predictions  # noqa: E402
@@ -98,16 +97,16 @@ class Gap:
 
 
 def validation_gap(dataset: Dataset, summary: Summary | None, oof_ids, submissions: Path | None,
-                   random_exp: EnsembleRecord | None) -> Gap:
+                   random_exp: EnsembleRecord | None, prior_name: str = "prior") -> Gap:
     random_folds = make_folds(dataset.train, dataset.categories, n_folds=5, seed=42)
-    prior = submission_record(submissions, "prior") if submissions is not None else None
+    prior = submission_record(submissions, prior_name) if submissions is not None else None
     return Gap(frequency_prior_map20(dataset, random_folds, oof_ids),
                summary.oof_map20.get("prior") if summary is not None else None,
                prior.eval_score["map20"] if prior is not None and prior.eval_score else None, random_exp)
 
 
 def write_report(dataset: Dataset, runs: Path, exp: str, submissions: Path | None = None,
-                 random_exp: str | None = None) -> Path:
+                 random_exp: str | None = None, prior_name: str = "prior") -> Path:
     experiment = Experiment(runs, exp)
     record = experiment.ensemble()
     summary = experiment.summary()
@@ -119,7 +118,7 @@ def write_report(dataset: Dataset, runs: Path, exp: str, submissions: Path | Non
     plot_ap_vs_frequency(ap, train_count, experiment.report_plot("ap_vs_frequency"))
     plot_oof_scores(scores.per_fold, scores.ensemble_held_out_per_fold, experiment.report_plot("oof_by_backbone"))
     gap = validation_gap(dataset, summary, oof.ids, submissions,
-                         Experiment(runs, random_exp).ensemble() if random_exp else None)
+                         Experiment(runs, random_exp).ensemble() if random_exp else None, prior_name)
     path = experiment.report
     with atomic_open(path, "w") as fh:
         fh.write("\n".join(report_lines(record, summary, ap, len(oof.ids), gap)))
@@ -170,23 +169,11 @@ def gap_lines(record: EnsembleRecord, gap: Gap) -> list[str]:
 
 
 WHY_OFF = {
-    "held_out_categories": "it sees new species in unseen dives, not the deeper water and unknown creatures of "
-                           "the out-of-sample eval frames",
-    "train_vs_test": "it rewards any score that flags the shift every eval frame shares (another camera, new "
-                     "dives), since in-sample eval frames are unlike validation frames too",
+    "held_out_categories": "it sees animals of an unseen kind in unseen dives, not whatever else tells the "
+                           "out-of-sample eval frames apart (deeper water, unknown creatures)",
+    "train_vs_test": "the in-sample eval frames are unlike validation frames too (new dives, another camera, "
+                     "other scenes), and what tells them apart is counted as out-of-sample",
 }
-
-
-def shift_line(osd) -> str:
-    if osd.shift_sauc is None:
-        return ""
-    shifted = osd.shift_sauc > MAX_OOS_SHARE
-    return (f" A cross-fitted classifier tells validation from eval frames by their appearance with sAUC "
-            f"{osd.shift_sauc:.2f}" + (f" (> {MAX_OOS_SHARE}): the whole eval set is shifted, in-sample frames "
-                                       "included, so train vs test counts only for the shift-robust (*_aligned*) "
-                                       "methods, which standardise each set by its own statistics."
-                                       if shifted else f" (<= {MAX_OOS_SHARE}): train vs test counts for every "
-                                       "method."))
 
 
 def osd_verdict(osd) -> str:
@@ -194,8 +181,8 @@ def osd_verdict(osd) -> str:
     chosen = osd.chosen
     if chosen.demo_eval is None:
         return ""
-    verdict = (f"On the demo eval solution the estimate it was chosen by ({fmt(chosen.pooled)}) is "
-               + ("within" if abs(chosen.pooled - chosen.demo_eval) <= 0.1 else "not within")
+    verdict = (f"On the demo eval solution the estimate it was chosen by ({fmt(chosen.estimate)}) is "
+               + ("within" if abs(chosen.estimate - chosen.demo_eval) <= 0.1 else "not within")
                + " 0.1 of its eval sAUC.")
     off = {key: getattr(chosen, key) - chosen.demo_eval for key in WHY_OFF}
     failed = [f"{key.replace('_', ' ')} by {err:+.2f} ({WHY_OFF[key]})" for key, err in off.items() if abs(err) > 0.1]
@@ -213,11 +200,11 @@ def report_lines(record: EnsembleRecord, summary: Summary | None, ap: np.ndarray
     strategy_rows = [[f"**{s}**" if s == record.strategy else s, row.held_out, row.in_sample, row.demo_eval_map20,
                       ", ".join(f"{n} {w:.2f}" for n, w in row.weights.items() if w), row.b]
                      for s, row in record.strategies.items()]
-    by_estimate = sorted(osd.sauc, key=lambda m: -np.nan_to_num(osd.sauc[m].pooled, nan=-9))
+    by_estimate = sorted(osd.sauc, key=lambda m: -np.nan_to_num(osd.sauc[m].estimate, nan=-9))
     pairs = [m for m in by_estimate if "+" in m]
     shown = [m for m in by_estimate if "+" not in m or m in pairs[:OSD_PAIRS] or m == osd.method]
     osd_rows = [[f"**{m}**" if m == osd.method else m, osd.sauc[m].held_out_categories, osd.sauc[m].train_vs_test,
-                 osd.sauc[m].pooled, osd.sauc[m].demo_eval] for m in shown]
+                 osd.sauc[m].estimate, osd.sauc[m].demo_eval] for m in shown]
     chosen, seen = osd.chosen, ~np.isnan(ap)
     demo = record.chosen.demo_eval_map20 is not None
     return [
@@ -241,13 +228,15 @@ def report_lines(record: EnsembleRecord, summary: Summary | None, ap: np.ndarray
         f"exponents a = {record.exponents['a']}, "
         f"b = {record.exponents['b']} (p'(c) = p(c)^a · p_super(parent(c))^b).", "",
         "## Out-of-sample score (osd)", "",
-        "sAUC without test labels: *held-out categories* = validation images holding a category their fold's "
-        f"training part never shows ({osd.unseen_category_images} images) against the rest; *train vs test* = "
-        "eval images against validation images, each set scored on its own (diluted by the in-sample share of the "
-        "test set). *estimate*: their mean weighted by the inverse of each one's sampling variance (weights when "
-        "both count: " + ", ".join(f"{k.replace('_', ' ')} {w:.2f}" for k, w in osd.weights.items()) + "); the "
-        "best estimate is chosen." + shift_line(osd) + " *@dive*: the score averaged over the frames of the "
-        "same dive; *a+b*: the rank average of two.", "",
+        "sAUC without test labels: *held-out categories* = "
+        + (f"the validation images of {osd.probes} leave-categories-out probes (fathom.train.probe) holding a "
+           "category the probe never trained on" if osd.probes else "validation images holding a category their "
+           "fold's training part never shows")
+        + f" ({osd.unseen_category_images} images) against the rest; *train vs test* = eval images against "
+        "validation images, each set scored on its own. *estimate*: train vs test for the shift-robust methods "
+        "(*log_colour_aligned*, and its dive mean), held-out categories for every other (docs/ensemble-and-osd.md "
+        "says why); the best estimate is chosen. *@dive*: the score averaged over the frames of the same dive; "
+        "*a+b*: the rank average of two.", "",
         markdown_table(["method", "held-out categories", "train vs test", "estimate", "demo eval"], osd_rows), "",
         f"Every single method and the {min(OSD_PAIRS, len(pairs))} best of {len(pairs)} pairs, best estimate "
         "first; `ensemble.json` holds every candidate." if len(pairs) > OSD_PAIRS else "", "",

@@ -11,6 +11,8 @@ runs/<exp>/                                   Experiment
   oof/<model>.npz test/<model>.npz            every fold's validation rows; eval rows averaged over folds
   tta/oof/<model>.npz tta/test/<model>.npz    the same from the TTA files; tta/views.json
   appearance.npz                              FrameAppearance of every train and eval frame (train writes it)
+  probe/<backbone>/fold_<h>/                  a leave-categories-out probe (fathom.train.probe): a FoldDir,
+    unseen.npz                                plus which of its validation frames hold a held-out category
   ensemble.json ensemble/{oof,test}.npz       EnsembleRecord and the tuned blend's predictions (`ensemble`)
   ensemble/osd_scores.npz                     every osd candidate's scores (fathom.ensemble.osd_choice)
   report.md report_*.png distill.json
@@ -34,7 +36,7 @@ from fathom.config import TrainConfig, load_config
 from fathom.errors import DataError
 
 R = TypeVar("R")
-PREDICTION_KEYS = {"tta_hflip", "tta_scales", "batch_size", "infer_batch_size", "workers", "cache_dir", "device"}
+PREDICTION_KEYS = {"tta_hflip", "tta_scales", "tta_adapt_bn", "batch_size", "infer_batch_size", "workers", "cache_dir", "device"}
 SPLITS = ("oof", "test")  # what TTA predicts again; a fold also writes "train" (its training frames' own)
 FOLD_SPLITS = (*SPLITS, "train")
 
@@ -82,7 +84,8 @@ class OofScores:
 class OsdScore:
     held_out_categories: float
     train_vs_test: float
-    pooled: float
+    estimate: float  # the measurement that can measure the method (fathom.ensemble.osd_choice)
+    standard_error: float  # the estimate's, under no separation (the choice ranks estimate - standard_error)
     demo_eval: Optional[float] = None
 
 
@@ -90,10 +93,9 @@ class OsdScore:
 class OsdChoice:
     method: str
     sauc: dict[str, OsdScore]
-    weights: dict[str, float]  # each criterion's share of the pooled sAUC
-    unseen_category_images: int
-    shift_sauc: Optional[float] = None  # how well validation and eval frames are told apart by appearance
+    unseen_category_images: int  # known out-of-sample frames of the held-out-categories measurement
     held_out_se: Optional[float] = None  # standard error of a held-out-categories sAUC under no separation
+    probes: int = 0  # leave-categories-out probes measured on (0: the folds' own unseen-category frames)
 
     @property
     def chosen(self) -> OsdScore:
@@ -210,6 +212,7 @@ class FoldDir:
     best = property(lambda self: self.path / "best.pt")
     last = property(lambda self: self.path / "last.pt")
     done_file = property(lambda self: self.path / "done.json")
+    unseen_file = property(lambda self: self.path / "unseen.npz")  # probes only
 
     def predictions(self, split: str, tta: bool = False) -> Path:
         """oof.npz / test.npz / train.npz (the training frames, predicted by the fold's own model: the
@@ -284,6 +287,16 @@ class Experiment:
 
     def ensemble_predictions(self, split: str) -> Path:
         return self.root / "ensemble" / f"{check_split(split)}.npz"
+
+    probe_root = property(lambda self: self.root / "probe")
+
+    def probe(self, backbone: str, half: int) -> FoldDir:
+        return FoldDir(self.probe_root / backbone / f"{FoldDir.PREFIX}{half}")
+
+    def finished_probes(self) -> list[FoldDir]:
+        """The probes that finished training, by backbone and half."""
+        dirs = (FoldDir(done.parent) for done in self.root.glob(f"probe/*/{FoldDir.PREFIX}*/done.json"))
+        return sorted(dirs, key=lambda d: (d.backbone, d.fold))
 
     def finished_folds(self) -> dict[str, list[FoldDir]]:
         """backbone -> its fold folders that finished training, in fold order."""

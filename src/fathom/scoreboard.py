@@ -24,13 +24,15 @@ def eval_text(score: dict) -> str:
     return f"{score['score']:.4f} (MAP@20 {score['map20']:.4f}, sAUC {score['sauc']:.4f})"
 
 
-def scoreboard_lines(runs: Path, exp: str, submissions: Path, name: str | None = None) -> list[str]:
+def scoreboard_lines(runs: Path, exp: str, submissions: Path, name: str | None = None, prior: str = "prior"
+                     ) -> list[str]:
     """One line per backbone and one for the ensemble (held-out OOF MAP@20 against the prior's on the
-    same frames), and the eval score of submission `name` (default: `exp`) against the prior's."""
+    same frames), and the eval score of submission `name` (default: `exp`) against the prior's (submission
+    `prior`)."""
     experiment = Experiment(runs, exp)
     summary = experiment.summary()
     lines = []
-    prior = summary.oof_map20.get("prior") if summary is not None else None
+    prior_name, prior = prior, summary.oof_map20.get("prior") if summary is not None else None
     if summary is not None and prior is not None:
         for backbone, score in summary.oof_map20.items():
             if backbone != "prior":
@@ -41,7 +43,7 @@ def scoreboard_lines(runs: Path, exp: str, submissions: Path, name: str | None =
         against = f" against the frequency prior's {prior:.4f} ({held_out - prior:+.4f})" if prior is not None else ""
         lines.append(f"{exp} ensemble: held-out OOF MAP@20 {held_out:.4f}{against}")
     ours = eval_score(submission_record(submissions, name or exp))
-    floor = eval_score(submission_record(submissions, "prior"))
+    floor = eval_score(submission_record(submissions, prior_name))
     if ours is not None:
         line = f"{exp} ensemble: demo eval score {eval_text(ours)}"
         if floor is not None:

@@ -26,16 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from fathom import constants as C
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
-from fathom.ensemble.members import Members, load_members, train_labels
-from fathom.ensemble.novelty import separability
+from fathom.ensemble.members import Members, dives_of, load_members, train_labels
 from fathom.ensemble.osd_choice import FoldScores, OsdScores, choose_from, sauc_variance
 from fathom.ensemble.osd_scorers import FOLD_MODEL, FrameSet, combined, eval_scores, score_all, with_dive_means
+from fathom.ensemble.probes import probe_scores
 from fathom.metric import map_at_k_from_probs, read_scoring_csv, scaled_auc, tokens
 from fathom.predictions import FrameAppearance, Predictions
 from fathom.provenance import git_commit
@@ -96,25 +95,22 @@ def solution_labels(dataset: Dataset, ids: np.ndarray) -> tuple[np.ndarray, np.n
     return fine, solution["osd"].to_numpy(float)
 
 
-def dives_of(table: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
-    """The dive of each image in `ids` ("" where its url names none), from a split table."""
-    return table.set_index("id")["dive"].astype(str).loc[ids].to_numpy()
-
-
 def read_appearance(experiment: Experiment) -> FrameAppearance:
     return FrameAppearance.load(experiment.appearance_file,
                                 hint=f"run `python -m fathom train` for experiment {experiment.name!r} again "
                                      "(finished folds are reused; it writes the file)")
 
 
-def osd_scores(dataset: Dataset, members: Members, weights: np.ndarray, appearance: FrameAppearance) -> OsdScores:
-    """Every scorer's scores of the sets the osd choice measures on (fathom.ensemble.osd_choice), fold by fold,
-    and of the eval frames for the submission (fathom.ensemble.osd_scorers.eval_scores)."""
+def osd_scores(dataset: Dataset, experiment: Experiment, members: Members, weights: np.ndarray,
+               appearance: FrameAppearance) -> OsdScores:
+    """Every scorer's scores of the sets the osd choice measures on (fathom.ensemble.osd_choice): fold by fold,
+    each probe's (fathom.ensemble.probes), and of the eval frames for the submission
+    (fathom.ensemble.osd_scorers.eval_scores)."""
     labels = members.targets(dataset)
     eval_appearance = appearance.of(members.eval_ids)
     train_dives, eval_dives = dives_of(dataset.train, members.oof_ids), dives_of(dataset.eval, members.eval_ids)
     all_train = dataset.train["id"].to_numpy().astype(str)
-    folds, separable = [], []
+    folds = []
     for position, fold in enumerate(members.folds):
         rows = members.fold_of == fold
         embedded = None if members.embeddings is None else [m[position] for m in members.embeddings]
@@ -131,11 +127,10 @@ def osd_scores(dataset: Dataset, members: Members, weights: np.ndarray, appearan
                   for (split, side), dives in zip(sides.items(), (train_dives[rows], eval_dives))}
         unseen = (labels[rows][:, train_part_labels.sum(0) == 0] > 0).any(1).astype(float)
         folds.append(FoldScores(int(fold), scored["valid"], scored["test"], unseen))
-        separable.append(separability(sides["valid"].appearance, eval_appearance))
     final = eval_scores(FrameSet(appearance.of(all_train)),
                         FrameSet(eval_appearance, **members.eval_blend(weights)),
                         [{n: f.test[n] for n in FOLD_MODEL if n in f.test} for f in folds], eval_dives)
-    return OsdScores(folds, final, float(np.nanmean(separable)) if separable else None)
+    return OsdScores(folds, final, probe_scores(dataset, experiment, appearance))
 
 
 def compare_strategies(members: Members, targets: np.ndarray, parent: np.ndarray, exp: str,
@@ -177,8 +172,8 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
     table, held_out_scores, chosen = compare_strategies(members, targets, parent, exp, strategies)
     recipe = table[chosen]["recipe"]
     experiment = Experiment(runs, exp)
-    scores = osd_scores(dataset, members, recipe.weights, read_appearance(experiment))
-    osd_method, osd_table, osd_weights = choose_from(scores)
+    scores = osd_scores(dataset, experiment, members, recipe.weights, read_appearance(experiment))
+    osd_method, osd_table = choose_from(scores)
     if osd is not None and osd not in osd_table:
         raise DataError(experiment.root, f"unknown osd method {osd!r}",
                         hint=f"one of {', '.join(sorted(osd_table, key=lambda n: ('+' in n, n)))}")
@@ -204,8 +199,8 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
                                      dict(zip(members.names, map(float, row["recipe"].weights))), row["recipe"].b,
                                      strategy_eval.get(s)) for s, row in table.items()},
         osd=OsdChoice(osd_method, {name: OsdScore(**row, demo_eval=osd_eval.get(name))
-                                   for name, row in osd_table.items()}, osd_weights, scores.unseen_images,
-                      scores.shift_sauc, float(np.sqrt(sauc_variance(scores.held_out)))))
+                                   for name, row in osd_table.items()}, scores.unseen_images,
+                      float(np.sqrt(sauc_variance(scores.held_out))), probes=len(scores.probes)))
     if write:
         Predictions(members.oof_ids, held_out_scores[chosen], blend(members.oof_super, recipe.weights)).save(
             experiment.ensemble_predictions("oof"))

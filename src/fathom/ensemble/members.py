@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from fathom.data.labels import fine_multi_hot
 from fathom.data.layout import Dataset
@@ -97,6 +98,11 @@ def blended(fine: np.ndarray, sup: np.ndarray, tiles: np.ndarray | None, weights
 def train_labels(dataset: Dataset, ids: np.ndarray) -> np.ndarray:
     """[len(ids), 290] multi-hot labels of training images."""
     return fine_multi_hot(dataset.train.set_index("id")["categories"].loc[ids], dataset.categories)
+
+
+def dives_of(table: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
+    """The dive of each image in `ids` ("" where its url names none), from a split table."""
+    return table.set_index("id")["dive"].astype(str).loc[ids].to_numpy()
 
 
 def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,

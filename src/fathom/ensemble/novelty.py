@@ -31,7 +31,6 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from fathom.metric import scaled_auc
 from fathom.models.prior import colour_novelty
 
 K_NEIGHBOURS = 10
@@ -117,10 +116,3 @@ def domain_probability(reference: np.ndarray, target: np.ndarray, appearance_ref
         parts = [np.hstack([parts[0], appearance_reference]), np.hstack([parts[1], appearance_target])]
     logits = cross_fitted_logits(*parts, seed=seed)
     return np.zeros(len(target)) if logits is None else logits[len(reference):]
-
-
-def separability(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
-    """sAUC with which a cross-fitted logistic regression tells the rows of `b` from those of `a` (0: not at
-    all, 1: perfectly); NaN when either set is too small to cross-fit."""
-    logits = cross_fitted_logits(a, b, seed)
-    return float("nan") if logits is None else scaled_auc(np.r_[np.zeros(len(a)), np.ones(len(b))], logits)

@@ -112,6 +112,10 @@ SCORERS: dict[str, Scorer] = {
     "domain": domain,
 }
 FOLD_MODEL = frozenset({"knn", "knn_aligned", "mahalanobis", "mahalanobis_aligned", "domain"})
+# Scores that take out a shift every frame of a scored set shares and stay comparable between sets: what
+# train vs test can measure (fathom.ensemble.osd_choice). The aligned feature scores are not: a rank average
+# over members puts every scored set on the same 0..1 scale.
+SHIFT_ROBUST = frozenset({"log_colour_aligned"})
 
 
 def score_all(reference: FrameSet, target: FrameSet, names=SCORERS) -> dict[str, np.ndarray]:

@@ -26,17 +26,19 @@ log = logging.getLogger(__name__)
 
 
 def view_names(cfg: TrainConfig) -> list[str]:
-    """The TTA views a config asks for, e.g. ['1x', '1x+hflip']."""
+    """The TTA views a config asks for, e.g. ['1x', '1x+hflip'] ('1x+own_bn' with `tta_adapt_bn`: BatchNorm
+    statistics of the predicted set itself)."""
     flips = ["", "+hflip"] if cfg.tta_hflip else [""]
-    return [f"{scale:g}x{flip}" for scale in cfg.tta_scales for flip in flips]
+    own = "+own_bn" if cfg.tta_adapt_bn else ""
+    return [f"{scale:g}x{flip}{own}" for scale in cfg.tta_scales for flip in flips]
 
 
 def predict_fold(fold_dir: FoldDir, path_of: dict[str, str], overrides: list[str] = ()) -> dict[str, Predictions]:
     """TTA predictions of one fold's validation rows and eval rows (the ids its training run predicted).
     The 1x view is the training run's own oof/test predictions (a test checks they are what predicting
     again gives), so only the other views cost time: with that view alone no model is loaded."""
-    predictor = None
-    if view_names(fold_dir.prediction_config(overrides)) != ["1x"]:
+    predictor, cfg = None, fold_dir.prediction_config(overrides)
+    if view_names(cfg) != ["1x"]:
         from fathom.predictor import Predictor  # torch and timm: only when a view needs the model
 
         predictor = Predictor.from_fold(fold_dir, overrides)

@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 # backbones an experiment holds, how prediction augments. Every other key of the resolved config is in
 # a fold's fingerprint.
 NOT_TRAINING_KEYS = ("name", "backbones", "folds", "by_backbone", "workers", "cache_dir", "wandb", "wandb_project",
-                     "device", "time_budget_h", "keep_last", "checkpoint_every", "tta_hflip", "tta_scales")
+                     "device", "time_budget_h", "keep_last", "checkpoint_every", "tta_hflip", "tta_scales",
+                     "tta_adapt_bn", "probe_share", "probe_backbone", "probe_epochs")
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -86,11 +87,17 @@ class FoldData:
 def fold_data(cfg: TrainConfig, dataset: Dataset, cache_files: dict[str, Path], folds: pd.DataFrame, fold: int,
               runs: Path) -> FoldData:
     in_fold = dataset.train["id"].map(folds.set_index("id")["fold"]) == fold
-    train, valid = dataset.train[~in_fold], dataset.train[in_fold]
+    return split_data(cfg, dataset, cache_files, dataset.train[~in_fold], dataset.train[in_fold], runs)
+
+
+def split_data(cfg: TrainConfig, dataset: Dataset, cache_files: dict[str, Path], train: pd.DataFrame,
+               valid: pd.DataFrame, runs: Path, with_eval: bool = True) -> FoldData:
+    """The FoldData of training on the rows `train` and validating on `valid` (rows of dataset.train), and
+    of predicting the eval images unless `with_eval` is False (no test.npz is written then)."""
     if cfg.limit:
         train, valid = train.head(cfg.limit), valid.head(cfg.limit)
     ids = {"train": train["id"].to_numpy(), "valid": valid["id"].to_numpy(),
-           "eval": dataset.eval["id"].to_numpy()[: cfg.limit or None]}
+           "eval": dataset.eval["id"].to_numpy()[: cfg.limit or None] if with_eval else np.array([], dtype=object)}
     cats = dataset.categories
     targets = {name: (fine_multi_hot(part["categories"], cats), super_multi_hot(part["categories"], cats))
                for name, part in (("train", train), ("valid", valid))}
@@ -298,20 +305,21 @@ def predict_best(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: F
     # views. Not under DDP: each rank validated with its own BatchNorm buffers, best.pt holds rank 0's.
     if not dist.enabled and parts.validated is not None and parts.validated[0] == best["epoch"]:
         rows["valid"], views["valid"] = parts.validated[1:]
-    for split in ("valid", "eval", "train"):
+    splits = [split for split in ("valid", "eval", "train") if len(files[split])]
+    for split in splits:
         if split not in rows:
             rows[split], views[split] = predictor.rows(split if split != "train" else None, files[split],
                                                        eval_transform_)
     rule, rule_scores = predictor.sampling.choose_rule(rows["valid"], views["valid"], data.targets["valid"][0])
     out = {name: as_predictions(ids[split], predictor.sampling.frames(rows[split], views[split], rule))
-           for name, split in (("oof", "valid"), ("test", "eval"), ("train", "train"))}
+           for name, split in (("oof", "valid"), ("test", "eval"), ("train", "train")) if split in splits}
     if dist.is_main:
         for split, predictions in out.items():
             predictions.save(fold_dir.predictions(split))
         fold_dir.write_done(Done(
             fingerprint=key, val_map20=map_at_k_from_probs(out["oof"].fine, data.targets["valid"][0]),
             seconds=time.perf_counter() - started, tile_combine=rule, tile_val_map20=rule_scores,
-            views_per_frame={"valid": views["valid"].per_frame, "eval": views["eval"].per_frame}
+            views_per_frame={split: views[split].per_frame for split in ("valid", "eval") if split in splits}
             if rule is not None else None))
         if not cfg.keep_last:
             fold_dir.last.unlink(missing_ok=True)  # resume state of a finished fold: only best.pt predicts

@@ -28,6 +28,7 @@ from fathom.predictions import FrameAppearance, Predictions, combine_folds
 from fathom.runs import Experiment, Summary, write_record
 from fathom.train.distributed import Distributed
 from fathom.train.fold import OutOfTime, fingerprint, fold_data, is_done, train_fold
+from fathom.train.probe import probe_backbone, train_probes
 from fathom.train.tracking import Tracker, wanted
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Ex
         for folder in (exp.root, exp.prediction_dir("oof"), exp.prediction_dir("test")):
             remove_temporaries(folder)  # fold folders are cleaned when their fold starts
         write_appearance(cfg, exp, cache_files)
-    scores, parts = {}, []
+    scores, parts, stopped = {}, [], False
     for backbone in backbones:
         tracker = Tracker(dist.is_main and wanted(cfg.wandb), cfg.wandb_project, group=cfg.name,
                           name=f"{cfg.name}/{backbone}", config={**to_dict(cfg), "backbone": backbone},
@@ -110,9 +111,16 @@ def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Ex
             log.warning("time budget of %g h reached (%s): %d fold(s) left (%s); every fold is resumable: run train "
                         "again with --resume (on Kaggle: attach this output as RESUME_FROM)", cfg.time_budget_h,
                         stop, len(left), ", ".join(left))
+            stopped = True
             break
         finally:
             tracker.finish()
+    if not stopped and probe_backbone(cfg) in backbones:
+        try:
+            train_probes(cfg, dataset, folds, exp, cache_files, boxes, dist, resume, deadline)
+        except OutOfTime as stop:
+            log.warning("time budget of %g h reached (%s): the probes are left; train again with --resume",
+                        cfg.time_budget_h, stop)
     if dist.is_main and scores:
         oof_ids = np.concatenate([part["oof"].ids for part in parts])  # every trained fold's images
         scores["prior"] = frequency_prior_map20(dataset, folds, oof_ids)
