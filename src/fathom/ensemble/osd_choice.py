@@ -22,18 +22,20 @@ The rule (`choose_osd`):
    comparable between sets), held_out_categories for every other. Why not both for all: the in-sample eval
    frames are unlike validation frames too (new dives, another camera, other scenes), and a score that sees
    that separates them from validation frames as well, so train_vs_test rewards the shift, not the
-   out-of-sample frames (on the demo's content world and the held-out benchmark it picked a probability score
-   whose eval sAUC was a fraction of its estimate); the feature scores rank within each scored set (a rank
-   average over members), so their train_vs_test is 0 by construction. And a shift-robust appearance score
-   measures ~0 on held-out categories whatever it does on the test: a new species does not change the water.
+   out-of-sample frames (on the demo's content world and on a held-out benchmark, pooling both measurements
+   picked candidates whose eval sAUC was a fraction of their estimate); the feature scores rank within each
+   scored set (a rank average over members), so their train_vs_test is 0 by construction. And a shift-robust
+   appearance score measures ~0 on held-out categories whatever it does on the test: a new species does not
+   change the water.
 4. The candidate with the best estimate less its standard error is chosen (ties go to the earlier one:
    singles before pairs). The standard error is that of the measurement under no separation
    (`sauc_variance`): a set's sAUC has variance 4 (n1 + n0 + 1) / (12 n1 n0) (the Mann-Whitney AUC's, times 4
    for sAUC = 2 AUC - 1), the mean over F sets the sum of those over F^2. Among 210 candidates the largest
    of many noisy estimates wins by its noise as often as by its merit; the subtraction makes a measurement on
    a few dozen frames (the folds' own unseen-category frames, ±0.09 on the demo) beat one on hundreds (the
-   probes, ±0.04) only by more than its extra noise. The demo's eval solution, when present, is reported beside the
-estimates and never used to choose. What the rule assumes and cannot know: docs/ensemble-and-osd.md.
+   probes, ±0.04) only by more than its extra noise.
+The demo's eval solution, when present, is reported beside the estimates and never used to choose. What the
+rule assumes and cannot know: docs/ensemble-and-osd.md.
 """
 
 from __future__ import annotations
