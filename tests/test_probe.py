@@ -50,6 +50,9 @@ def test_each_probe_trains_on_the_other_half_of_the_dives_without_a_held_out_cat
     for train_part, valid in ((train_a, valid_a), (train_b, valid_b)):
         assert set(train_part["id"]) <= set(dataset.train["id"]) - set(valid["id"])
         assert not fine_multi_hot(train_part["categories"], dataset.categories)[:, held].any()
+    one_fold = folds.assign(fold=0)  # a folds file with one fold: half 1 predicts nothing, half 0 trains on nothing
+    (nothing, everything), (_, none) = probe_splits(cfg, dataset, one_fold)
+    assert nothing.empty and none.empty and len(everything) == len(dataset.train)
     assert probe_config(conftest.tiny_config("unused", probe_epochs=1, distill_from="x")).epochs == 1
     assert probe_config(conftest.tiny_config("unused", distill_from="x")).distill_from == ""
 
@@ -72,7 +75,9 @@ def test_train_writes_the_probes_and_the_ensemble_scores_their_validation_frames
     train(cfg, dataset, folds, tmp_path / "runs")
     experiment = Experiment(tmp_path / "runs", "tiny")
     probes = experiment.finished_probes()
-    assert [(p.backbone, p.fold) for p in probes] == [("resnet18", 0), ("resnet18", 1)]
+    assert [(p.backbone, p.fold, p.label) for p in probes] == [("resnet18", 0, "resnet18 probe 0"),
+                                                                ("resnet18", 1, "resnet18 probe 1")]
+    assert experiment.fold("resnet18", 0).label == "resnet18 fold 0"
     appearance = FrameAppearance.load(experiment.appearance_file)
     scored = probe_scores(dataset, experiment, appearance)
     for probe, scores in zip(probes, scored):
@@ -85,7 +90,10 @@ def test_train_writes_the_probes_and_the_ensemble_scores_their_validation_frames
         assert {"max_prob", "knn", "log_colour_aligned", "max_prob@dive"} <= set(scores.valid)
         assert all(len(v) == len(valid.ids) for v in scores.valid.values())
     held = OsdScores([], {"max_prob": np.zeros(3)}, scored)
-    assert [labels for _, labels in held.held_out] == [s.unseen for s in scored]
+    assert [labels for _, labels in held.held_out] == [s.unseen for s in scored] and held.probes_measured == 2
+    blank = [dataclasses.replace(s, unseen=np.zeros_like(s.unseen)) for s in scored]  # nothing held out: unusable
+    own = [dataclasses.replace(scored[0], fold=3)]
+    assert OsdScores(own, {}, blank).held_out[0][1] is own[0].unseen and OsdScores(own, {}, blank).probes_measured == 0
     held.save(tmp_path / "osd.npz")
     again = OsdScores.load(tmp_path / "osd.npz")
     assert [p.fold for p in again.probes] == [0, 1] and again.unseen_images == held.unseen_images

@@ -206,6 +206,11 @@ class FoldDir:
     def fold(self) -> int:
         return int(self.path.name.removeprefix(self.PREFIX))
 
+    @property
+    def label(self) -> str:
+        """How logs name it: 'resnet18 fold 0', or 'resnet18 probe 0' for a leave-categories-out probe."""
+        return f"{self.backbone} {'probe' if self.path.parent.parent.name == 'probe' else 'fold'} {self.fold}"
+
     config = property(lambda self: self.path / "config.yaml")
     meta = property(lambda self: self.path / "meta.json")
     metrics = property(lambda self: self.path / "metrics.csv")

@@ -200,7 +200,7 @@ def fit_ensemble(dataset: Dataset, runs: Path, exp: str, backbones: list[str] | 
                                      strategy_eval.get(s)) for s, row in table.items()},
         osd=OsdChoice(osd_method, {name: OsdScore(**row, demo_eval=osd_eval.get(name))
                                    for name, row in osd_table.items()}, scores.unseen_images,
-                      float(np.sqrt(sauc_variance(scores.held_out))), probes=len(scores.probes)))
+                      float(np.sqrt(sauc_variance(scores.held_out))), probes=scores.probes_measured))
     if write:
         Predictions(members.oof_ids, held_out_scores[chosen], blend(members.oof_super, recipe.weights)).save(
             experiment.ensemble_predictions("oof"))

@@ -75,8 +75,14 @@ class OsdScores:
 
     @property
     def held_out(self) -> list[Task]:
-        """The held-out-categories tasks: the probes' when there are any, else the folds' own unseen frames."""
-        return [(f.valid, f.unseen) for f in (self.probes or self.folds)]
+        """The held-out-categories tasks: the probes' when any of them can be measured on, else the folds' own
+        unseen frames."""
+        return [(f.valid, f.unseen) for f in self.probes] if self.probes_measured else self.fold_held_out
+
+    @property
+    def probes_measured(self) -> int:
+        """How many probes the held-out-categories measurement reads (0 when none holds both classes)."""
+        return len(self.probes) if usable([(f.valid, f.unseen) for f in self.probes]) else 0
 
     @property
     def fold_held_out(self) -> list[Task]:
@@ -91,7 +97,7 @@ class OsdScores:
     @property
     def unseen_images(self) -> int:
         """How many known out-of-sample frames the held-out-categories measurement has."""
-        return int(sum(f.unseen.sum() for f in (self.probes or self.folds)))
+        return int(sum(labels.sum() for _, labels in self.held_out))
 
     def save(self, path: Path) -> None:
         arrays = {f"eval/{n}": v for n, v in self.eval.items()}

@@ -230,7 +230,7 @@ def fit(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: FoldDir, d
     """The epochs: train, validate, keep best.pt (best validation MAP@20) and last.pt (resume: every
     `checkpoint_every` epochs and after the last). Past `deadline` (time.monotonic()) it writes last.pt if the
     latest epoch is not in it and raises OutOfTime before the next epoch, every rank alike."""
-    name, main = f"{fold_dir.backbone} fold {fold_dir.fold}", dist.is_main
+    name, main = fold_dir.label, dist.is_main
     start, step, best, history = 0, 0, -1.0, []
     if resume and fold_dir.last.is_file():
         start, step, best, history = resume_from(parts, fold_dir.last)
@@ -354,7 +354,7 @@ def train_fold(cfg: TrainConfig, data: FoldData, fold_dir: FoldDir, sampling: Fr
                tracker: Tracker | None = None, deadline: float = math.inf) -> dict[str, Predictions]:
     """Build, fit and predict one fold; returns its {oof, test} predictions. OutOfTime past `deadline`."""
     if past_deadline(dist, deadline):  # before building the fold's model and loaders
-        raise OutOfTime(f"{fold_dir.backbone} fold {fold_dir.fold}: not started")
+        raise OutOfTime(f"{fold_dir.label}: not started")
     started = time.perf_counter()
     if dist.is_main:
         fold_dir.path.mkdir(parents=True, exist_ok=True)

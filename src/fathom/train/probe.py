@@ -108,14 +108,18 @@ def train_probes(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: E
         return
     own = probe_config(cfg)
     for half, (train, valid) in enumerate(probe_splits(cfg, dataset, folds)):
+        if train.empty or valid.empty:  # a folds file with one fold, or every frame holding a held-out category
+            log.warning("probe %d: no frames to %s; skipped (the osd choice measures on the folds' own unseen "
+                        "frames)", half, "train on" if train.empty else "predict")
+            continue
         data = split_data(own, dataset, cache_files, train, valid, exp.runs, with_eval=False)
         fold_dir, key = exp.probe(probe_backbone(cfg), half), fingerprint(own, data)
         if is_done(fold_dir, key):
-            log.info("probe %d: done, reusing it", half)
+            log.info("%s: done, reusing it", fold_dir.label)
             continue
         unseen = unseen_flags(data)
-        log.info("probe %d (%s): trains on %d frames, predicts %d, of which %d hold a category it never sees",
-                 half, fold_dir.backbone, len(data.ids["train"]), len(unseen), int(unseen.sum()))
+        log.info("%s: trains on %d frames, predicts %d, of which %d hold a category it never sees",
+                 fold_dir.label, len(data.ids["train"]), len(unseen), int(unseen.sum()))
         if dist.is_main:
             fold_dir.path.mkdir(parents=True, exist_ok=True)
             write_npz(fold_dir.unseen_file, ids=data.ids["valid"].astype(str), unseen=unseen)
