@@ -103,3 +103,13 @@ def test_train_writes_the_probes_and_the_ensemble_scores_their_validation_frames
     assert [p.done_file.stat().st_mtime_ns for p in experiment.finished_probes()] == finished
     train(dataclasses.replace(cfg, probe_share=0.0), dataset, folds, tmp_path / "runs")  # probes off: removed,
     assert experiment.finished_probes() == [] and experiment.fold("resnet18", 0).is_finished()  # members kept
+
+
+def test_on_the_real_label_structure_the_held_out_families_reach_the_share_without_the_dominant_one(real_dir):
+    dataset = load_dataset(real_dir, check_images=False)
+    labels = fine_multi_hot(dataset.train["categories"], dataset.categories)
+    parent = dataset.categories.parent
+    held = held_out_categories(labels, parent, 0.35, seed=42)
+    dominant = int(np.argmax(labels.mean(0)))
+    assert parent[dominant] not in parent[held] and (labels[:, held] > 0).any(1).mean() >= 0.35
+    assert set(held) == set(np.flatnonzero(np.isin(parent, parent[held])))
