@@ -147,6 +147,9 @@ BOX_ERRORS = {
     "annotation of an unknown image": (lambda d: d["annotations"][2].update(image_id=-1),
                                        ["annotations[2]", "image_id -1 is not the id"]),
     "box of negative size": (lambda d: d["annotations"][3].update(bbox=[1, 2, -3, 4]), ["annotations[3]", "size >= 0"]),
+    **{f"{'NaN' if v != v else 'infinity'} as a box's {part}": (lambda d, i=i, v=v: d["annotations"][3].update(
+        bbox=[v if k == i else 2.0 for k in range(4)]), ["annotations[3]", "finite"])
+       for i, part in enumerate(("x", "y", "width", "height")) for v in (float("nan"), float("inf"))},
     "annotations is not a list": (lambda d: d.update(annotations={}), ["annotations", "must be a list"]),
     "category_id is text": (lambda d: d["annotations"][4].update(category_id="x"), ["annotations[4]", "a number"]),
 }
@@ -408,7 +411,7 @@ CONFIG_ERRORS = {
     "invalid YAML": ("epochs: [3\n", ["invalid YAML", "line 2 column 1"]),
     "not a mapping": ("- resnet18\n", ["expected a mapping"]),
     "unknown amp mode": ("amp: fp8\n", ["(amp)", "fp8"]),
-    "zero epochs": ("epochs: 0\n", ["(epochs)", "at least 1"]),
+    "zero epochs": ("epochs: 0\n", ["(epochs)", "epochs must be >= 1, not 0"]),
     "experiment key set per backbone": ("by_backbone: {resnet18: {folds: [0]}}\n",
                                         ["by_backbone.resnet18", "belong to the whole experiment"]),
     "unknown key for one backbone": ("by_backbone: {resnet18: {lrr: 1.0}}\n", ["by_backbone.resnet18", "'lrr'"]),
@@ -457,10 +460,15 @@ def bad_prediction_file(path: Path, case: str) -> None:
     elif case == "pickled object array":
         np.savez(path, ids=np.array([{"a": 1}], dtype=object), fine=np.zeros((1, C.N_FINE)),
                  super=np.zeros((1, C.N_SUPER)))
+    elif case in ("NaN probability", "probability above 1", "NaN osd"):
+        fine = np.zeros((2, C.N_FINE))
+        fine[1, 7] = {"NaN probability": np.nan, "probability above 1": 1.5}.get(case, 0.5)
+        extras = {"osd": np.array([0.1, np.nan])} if case == "NaN osd" else {}
+        Predictions(["a", "b"], fine, np.zeros((2, C.N_SUPER)), extras).save(path)
 
 
 @pytest.mark.parametrize("case", ["truncated", "zero bytes", "missing arrays", "shapes disagree",
-                                  "pickled object array"])
+                                  "pickled object array", "NaN probability", "probability above 1", "NaN osd"])
 def test_broken_prediction_files_are_named(tmp_path, case):
     path = tmp_path / "resnet18.npz"
     bad_prediction_file(path, case)

@@ -103,7 +103,7 @@ def test_shipped_configs_load_and_overrides_apply():
     ("epochs: three\n", "'three' is not of type int"),
     ("backbones: resnet18\n", "is not of type list"),
     ("amp: fp8\n", "amp must be"),
-    ("image_size: 0\n", "image_size must be at least 1"),
+    ("image_size: 0\n", "image_size must be >= 1, not 0"),
     ("by_backbone: {convnext_tiny: {lr: fast}}\n", "by_backbone.convnext_tiny.*'fast' is not of type float"),
     ("by_backbone: {convnext_tiny: {epoch: 3}}\n", "unknown key 'epoch'"),
     ("by_backbone: {convnext_tiny: {folds: [0]}}\n", "folds belong to the whole experiment"),

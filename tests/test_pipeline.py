@@ -67,7 +67,7 @@ def test_train_overrides_may_stand_anywhere(demo_dir, tmp_path, capsys):
                  ["train", "--config", "demo", "--backbone", "resnet18", "epochs=0", "--data", demo_dir,
                   "--folds", folds]):
         assert main([str(a) for a in argv]) == 2  # the override was read: it is the error
-        assert "(epochs): epochs must be at least 1" in capsys.readouterr().err
+        assert "(epochs): epochs must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--config", "demo", "--bogus", "--folds", str(folds)])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -137,3 +137,39 @@ def test_map_from_probabilities_matches_the_scorer_even_with_empty_rows_and_clas
                                                [str(c) for c in np.argsort(-p, kind="stable")[:20]])
                         for t, p in zip(targets, probs)])
     assert np.isclose(map_at_k_from_probs(probs, targets), expected)
+
+
+def outside(rule, integer: bool):
+    """Values a Range refuses: below its lower bound, above its upper bound, and (floats) NaN and infinity."""
+    number = st.integers if integer else (lambda **kw: st.floats(allow_nan=False, **kw))
+    parts = []
+    if rule.gt is not None:
+        parts.append(number(max_value=int(rule.gt)) if integer else number(max_value=rule.gt))
+    if rule.ge is not None:
+        parts.append(number(max_value=int(rule.ge) - 1) if integer else
+                     number(max_value=rule.ge, exclude_max=True))
+    if rule.lt is not None:
+        parts.append(number(min_value=rule.lt))
+    if rule.le is not None:
+        parts.append(number(min_value=int(rule.le) + 1) if integer else number(min_value=rule.le, exclude_min=True))
+    if not integer:
+        parts.append(st.sampled_from([float("nan"), float("inf"), float("-inf")]))
+    return st.one_of(parts).filter(lambda v: v != rule.off)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_every_numeric_key_refuses_values_out_of_its_range_in_one_line_naming_it(data):
+    import typing
+
+    from fathom.config import RANGES, apply
+
+    key = data.draw(st.sampled_from(sorted(RANGES)))
+    integer = typing.get_type_hints(TrainConfig)[key] is int
+    value = data.draw(outside(RANGES[key], integer))
+    try:
+        apply(TrainConfig(), {key: value}, "test.yaml")
+    except DataError as err:
+        assert f"{key} must be {RANGES[key]}" in str(err) and "test.yaml" in str(err) and "\n" not in str(err)
+    else:
+        raise AssertionError(f"{key}={value!r} was accepted")

@@ -146,3 +146,19 @@ def test_bench_demo_tabulates_each_target_with_its_margin_from_the_run_files(tmp
     assert rows["chosen osd: estimate minus eval sAUC, absolute"]["margin"] == pytest.approx(0.05)
     table = demo_table(demo_targets(runs, "e", subs))
     assert "| b held-out OOF MAP@20 | 0.5200 | 0.4900 | >= prior + 0.05 | -0.0200 | no |" in table
+
+
+@pytest.mark.parametrize("name", ["/abs/path", "../../x", "..", "a/b", ".hidden", "", "a\\b", "x y"])
+def test_names_that_would_escape_their_folder_stop_with_one_line(tmp_path, name):
+    from fathom.config import load_config
+    from fathom.runs import SubmissionFiles
+
+    with pytest.raises(DataError, match="not a plain name"):
+        Experiment(tmp_path, name)
+    with pytest.raises(DataError, match="submission name .* not a plain name"):
+        SubmissionFiles(tmp_path, name)
+    with pytest.raises(DataError, match=r"command line \(name\)"):
+        load_config("demo", [f"name={name!r}"])
+    with pytest.raises(DataError, match="backbone"):
+        Experiment(tmp_path, "e").fold(name, 0)
+    assert Experiment(tmp_path, "demo-content.v2+x_1").fold("convnext_tiny.fb_in22k", 0).backbone == "convnext_tiny.fb_in22k"

@@ -159,9 +159,9 @@ def test_tile_dataset_yields_the_whole_frame_then_its_tiles(tmp_path):
 
 
 def test_config_checks_the_crop_keys(tmp_path):
-    for override, message in (("crop_min_visible=0", "above 0"), ("tile_overlap=0.95", "between 0 and 0.9"),
-                              ("crop_frame_ratio=1.5", "between 0 and 1"), ("tile_combine=median", "one of"),
-                              ("sampling=boxes", "one of"), ("crop_size=0", "at least 1"),
+    for override, message in (("crop_min_visible=0", "> 0 and <= 1"), ("tile_overlap=0.95", ">= 0 and <= 0.9"),
+                              ("crop_frame_ratio=1.5", ">= 0 and <= 1"), ("tile_combine=median", "one of"),
+                              ("sampling=boxes", "one of"), ("crop_size=0", ">= 1"),
                               ("by_backbone={resnet18: {sampling: crops}}", "whole experiment")):
         with pytest.raises(DataError, match=message):
             load_config("demo", [override])

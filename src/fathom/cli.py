@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from fathom import paths
-from fathom.errors import FathomError, one_line
+from fathom.errors import FathomError, at_least, one_line, os_error_line
 
 log = logging.getLogger("fathom")
 
@@ -73,7 +73,8 @@ def demo_data_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_demo_data(args) -> int:
     from fathom.demo.make import make_demo
 
-    built = make_demo(args.out, args.n_train, args.n_eval, args.size, args.seed, force=args.force, world=args.world)
+    built = make_demo(args.out, at_least(args.n_train, 10, "--n-train"), at_least(args.n_eval, 2, "--n-eval"),
+                      at_least(args.size, 32, "--size"), args.seed, force=args.force, world=args.world)
     print(f"demo data {'written to' if built else 'up to date in'} {args.out}")
     return 0
 
@@ -115,7 +116,7 @@ def cmd_folds(args) -> int:
     from fathom.folds import make_folds, summarize, write_folds
 
     dataset = load(args, check_images=False)
-    folds = make_folds(dataset.train, dataset.categories, args.n_folds, args.seed, args.group)
+    folds = make_folds(dataset.train, dataset.categories, at_least(args.n_folds, 2, "--n-folds"), args.seed, args.group)
     write_folds(folds, args.out)
     print(summarize(folds, dataset.train).to_string(index=False))
     print(f"wrote {len(folds)} ids in {args.n_folds} folds to {args.out}")
@@ -238,8 +239,8 @@ def cmd_submit(args) -> int:
     from fathom.runs import SubmissionFiles
     from fathom.submit import submit
 
-    record = submit(load(args, check_images=False), args.runs, args.exp, args.out, args.name or args.exp)
-    files = SubmissionFiles(args.out, record.name)
+    files = SubmissionFiles(args.out, args.name or args.exp)  # a name that would escape stops here, first
+    record = submit(load(args, check_images=False), args.runs, args.exp, args.out, files.name)
     print(f"wrote {files.csv} and {files.latest} ({record.rows} rows)")
     if record.eval_score is not None:
         print("demo eval score: " + json.dumps(record.eval_score))
@@ -596,4 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except FathomError as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a path that is a file, no permission: the path and what to do
+        print(f"error: {os_error_line(err)}", file=sys.stderr)
         return 2

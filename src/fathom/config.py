@@ -1,18 +1,22 @@
 """Experiment configs: one dataclass of defaults, a small YAML file per experiment, CLI overrides last.
 
-Unknown keys and wrong types are errors that name the file (or override) and the key.
+Unknown keys, wrong types and values out of range are errors that name the file (or override) and the key.
+A numeric key's range is declared with its field (`Annotated[float, Range(...)]`, e.g. `Positive`) and read
+by one checker (`TrainConfig.validate`); relations between keys are checked after it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 
-from fathom.errors import DataError
+from fathom.errors import DataError, checked_name
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 AMP_MODES = ("auto", "fp16", "bf16", "fp32")
@@ -28,6 +32,40 @@ CHOICES = {  # keys with a fixed set of values; the modules that act on them rea
     "cache_format": ("npy", "jpeg"),
     "tile_combine": ("auto", "max", "noisy_or", "topk_mean", "mean"),
 }
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key allows: above `gt`, at least `ge`, below `lt`, at most `le` (finite), or
+    exactly `off` (a value that switches the setting off, e.g. 0)."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    off: float | None = None
+
+    def allows(self, value: float) -> bool:
+        if self.off is not None and value == self.off:
+            return True
+        return (math.isfinite(value) and (self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
+                and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
+
+    def __str__(self) -> str:
+        bounds = [f"{op} {bound:g}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt),
+                                                      ("<=", self.le)) if bound is not None]
+        text = " and ".join(bounds)
+        return f"{self.off:g} (off) or {text}" if self.off is not None else text
+
+
+Count = Annotated[int, Range(ge=1)]
+CountOrOff = Annotated[int, Range(ge=1, off=0)]  # 0 switches it off (or means "all", "the default")
+NonNegativeInt = Annotated[int, Range(ge=0)]
+Positive = Annotated[float, Range(gt=0)]
+NonNegative = Annotated[float, Range(ge=0)]
+Share = Annotated[float, Range(ge=0, le=1)]
+Fraction = Annotated[float, Range(ge=0, lt=1)]  # a share that must leave something: dropout, smoothing
+
 # not settable per backbone (the image cache is shared by the experiment's backbones)
 EXPERIMENT_KEYS = {"name", "backbones", "folds", "cache_dir", "cache_format", "by_backbone", "sampling",
                    "crop_long_side", "probe_share", "probe_backbone", "probe_epochs"}  # not settable per backbone
@@ -39,76 +77,76 @@ class TrainConfig:
     backbones: list[str] = field(default_factory=lambda: ["resnet18"])
     pretrained: bool = True  # timm's loader (internet or a filled Hugging Face cache)
     weights: dict[str, str] = field(default_factory=dict)  # backbone -> local weights file (Kaggle dataset)
-    image_size: int = 384
+    image_size: Count = 384
     folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # which folds of the folds file to train
-    epochs: int = 10
-    batch_size: int = 32
+    epochs: Count = 10
+    batch_size: Count = 32
     optimizer: str = "adamw"  # adamw | adam (the seed projects': Adam, with weight_decay as L2)
-    lr: float = 3e-4
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    super_weight: float = 0.5  # lambda: loss = fine + lambda * super
+    lr: Positive = 3e-4
+    weight_decay: NonNegative = 0.05
+    warmup_epochs: NonNegative = 1.0
+    super_weight: NonNegative = 0.5  # lambda: loss = fine + lambda * super
     loss: str = "bce"  # bce | asl | focal (timm's AsymmetricLossMultiLabel; focal = its symmetric case)
-    asl_gamma_neg: float = 4.0
-    asl_gamma_pos: float = 1.0
-    asl_clip: float = 0.05
-    focal_gamma: float = 2.0
-    pos_weight_power: float = 0.5  # pos_weight_c = min(cap, ((N - n_c) / n_c) ** power); 0 = unweighted
-    pos_weight_cap: float = 10.0
-    label_smoothing: float = 0.0
-    logit_adjustment: float = 0.0  # tau: the loss adds tau * log-odds(class frequency) to the fine logits
+    asl_gamma_neg: NonNegative = 4.0
+    asl_gamma_pos: NonNegative = 1.0
+    asl_clip: Fraction = 0.05
+    focal_gamma: NonNegative = 2.0
+    pos_weight_power: NonNegative = 0.5  # pos_weight_c = min(cap, ((N - n_c) / n_c) ** power); 0 = unweighted
+    pos_weight_cap: Positive = 10.0
+    label_smoothing: Fraction = 0.0
+    logit_adjustment: NonNegative = 0.0  # tau: the loss adds tau * log-odds(class frequency) to the fine logits
     sampler: str = "uniform"  # uniform | balanced (repeat-factor weights: rare-category images drawn more)
-    repeat_threshold: float = 0.1  # balanced: a category in a share f < t of the images repeats sqrt(t / f) x
+    repeat_threshold: Share = 0.1  # balanced: a category in a share f < t of the images repeats sqrt(t / f) x
     # Small animals (docs/small-animals.md; fathom.data.sampling, fathom.data.crops, fathom.data.tiles)
     sampling: str = "frames"  # frames | crops: box-aware crops for training and tiles for prediction
-    crop_long_side: int = 960  # crops: frames are cached with their long side at most this (px, never enlarged)
-    crop_size: int = 384  # crops: side of a crop or tile in those pixels, resized to image_size
-    crop_frame_ratio: float = 0.2  # crops: share of training samples that are whole frames with the image's labels
-    crop_background_ratio: float = 0.1  # crops: share of the crops placed anywhere instead of around a box
-    crop_jitter: float = 0.5  # crops: the box's centre lies within +-jitter x crop_size / 2 of the crop's centre
-    crop_min_visible: float = 0.5  # crops: a box labels a crop when at least this share of its area is inside
-    tile_overlap: float = 0.25  # prediction: neighbouring tiles overlap by at least this share of crop_size
+    crop_long_side: Count = 960  # crops: frames are cached with their long side at most this (px, never enlarged)
+    crop_size: Count = 384  # crops: side of a crop or tile in those pixels, resized to image_size
+    crop_frame_ratio: Share = 0.2  # crops: share of training samples that are whole frames with the image's labels
+    crop_background_ratio: Share = 0.1  # crops: share of the crops placed anywhere instead of around a box
+    crop_jitter: Share = 0.5  # crops: the box's centre lies within +-jitter x crop_size / 2 of the crop's centre
+    crop_min_visible: Annotated[float, Range(gt=0, le=1)] = 0.5  # crops: a box labels a crop when at least this share of its area is inside
+    tile_overlap: Annotated[float, Range(ge=0, le=0.9)] = 0.25  # prediction: neighbouring tiles overlap by at least this share of crop_size
     tile_combine: str = "auto"  # auto (best on each fold's validation) | max | noisy_or | topk_mean | mean
-    tile_topk: int = 2  # topk_mean: how many of a frame's views are averaged
-    mixup_alpha: float = 0.0  # > 0: mixup of images and their multi-hot targets (timm's Mixup)
-    cutmix_alpha: float = 0.0  # > 0: cutmix (with both on, each batch takes one of the two)
-    mix_prob: float = 1.0  # share of batches mixed
+    tile_topk: Count = 2  # topk_mean: how many of a frame's views are averaged
+    mixup_alpha: NonNegative = 0.0  # > 0: mixup of images and their multi-hot targets (timm's Mixup)
+    cutmix_alpha: NonNegative = 0.0  # > 0: cutmix (with both on, each batch takes one of the two)
+    mix_prob: Share = 1.0  # share of batches mixed
     head: str = "linear"  # linear | mlp (dropout -> linear -> BN -> ReLU -> linear, the ConvNeXt seed's)
     distill_from: str = ""  # an experiment whose ensemble's held-out OOF probabilities are soft targets
-    distill_weight: float = 0.5  # target = weight * soft + (1 - weight) * true labels (images with soft ones)
-    head_hidden: int = 512
-    drop_rate: float = 0.2  # dropout before the heads
+    distill_weight: Share = 0.5  # target = weight * soft + (1 - weight) * true labels (images with soft ones)
+    head_hidden: Count = 512
+    drop_rate: Fraction = 0.2  # dropout before the heads
     model_kwargs: dict = field(default_factory=dict)  # to timm.create_model, e.g. drop_path_rate
     device: str = "auto"  # auto (a visible GPU, checked by fathom.device, else the CPU) | cuda (a GPU or stop) | cpu
     amp: str = "auto"  # auto | fp16 | bf16 | fp32  (auto: fp16 on CUDA, fp32 on CPU; YAML's `off` means fp32)
     infer_amp: str = "train"  # precision of validation and prediction: train (the amp above) | auto | fp16 | bf16 | fp32
-    infer_batch_size: int = 0  # images a validation or prediction batch holds; 0: batch_size
+    infer_batch_size: CountOrOff = 0  # images a validation or prediction batch holds; 0: batch_size
     channels_last: bool = True
-    grad_accum: int = 1
-    clip_grad: float = 5.0  # max gradient norm; 0 disables
+    grad_accum: Count = 1
+    clip_grad: Annotated[float, Range(gt=0, off=0)] = 5.0  # max gradient norm; 0 disables
     ema: bool = False
-    ema_decay: float = 0.998
-    patience: int = 0  # early stopping: validations without a better validation MAP@20; 0 disables
-    val_every: int = 1  # validate (and maybe keep best.pt) every this many epochs, and always after the last
-    seed: int = 42
+    ema_decay: Annotated[float, Range(gt=0, lt=1)] = 0.998
+    patience: CountOrOff = 0  # early stopping: validations without a better validation MAP@20; 0 disables
+    val_every: Count = 1  # validate (and maybe keep best.pt) every this many epochs, and always after the last
+    seed: NonNegativeInt = 42
     deterministic: bool = False  # CUDA: deterministic kernels only (bit-exact GPU runs, slower); CPU runs always are
     wandb: bool = False  # track with Weights & Biases (also on when WANDB_API_KEY is set); never required
     wandb_project: str = "fathomnet2023"
-    workers: int = 2
+    workers: NonNegativeInt = 2
     cache_dir: str = "cache"  # relative: under fathom.paths.scratch_dir() (Kaggle: /kaggle/temp, not the output)
     cache_format: str = "npy"  # npy (fastest reads, 1.5 MB per 960x540 frame) | jpeg (far smaller; a decode per read)
-    time_budget_h: float = 0.0  # stop training at the first epoch boundary after this many hours (0: no limit)
+    time_budget_h: NonNegative = 0.0  # stop training at the first epoch boundary after this many hours (0: no limit)
     keep_last: bool = False  # keep a finished fold's last.pt (resume state; only best.pt is needed to predict)
-    checkpoint_every: int = 1  # write last.pt every this many epochs, after the last, and when the budget stops
-    reference_frames: int = 0  # training frames a fold predicts as the feature-based osd reference (a seeded sample; 0: all)
+    checkpoint_every: Count = 1  # write last.pt every this many epochs, after the last, and when the budget stops
+    reference_frames: CountOrOff = 0  # training frames a fold predicts as the feature-based osd reference (a seeded sample; 0: all)
     tta_hflip: bool = True  # `python -m fathom predict`: add the mirrored view
     tta_scales: list[float] = field(default_factory=lambda: [1.0])  # and/or these multiples of image_size
     tta_adapt_bn: bool = False  # `predict`: BatchNorm statistics re-estimated on each predicted set (AdaBN)
-    limit: int = 0  # smoke runs: use at most this many images per split; 0 = all
+    limit: CountOrOff = 0  # smoke runs: use at most this many images per split; 0 = all
     # Leave-categories-out probes (fathom.train.probe): the osd choice's out-of-sample validation frames
-    probe_share: float = 0.35  # share of training frames holding a held-out category; 0: no probes
+    probe_share: Annotated[float, Range(ge=0, le=0.8)] = 0.35  # share of training frames holding a held-out category; 0: no probes
     probe_backbone: str = ""  # the probes' backbone, trained with its own settings ("": the first backbone)
-    probe_epochs: int = 0  # 0: the probe backbone's epochs
+    probe_epochs: CountOrOff = 0  # 0: the probe backbone's epochs
 
     # backbone -> {key: value} where one backbone needs its own settings, e.g. {efficientnet_b0: {amp: fp32}}
     by_backbone: dict[str, dict] = field(default_factory=dict)
@@ -124,6 +162,11 @@ class TrainConfig:
         return apply(self, {"by_backbone": {}, **self.by_backbone.get(backbone, {})}, f"by_backbone.{backbone}")
 
     def validate(self, source: str) -> None:
+        checked_name(self.name, "name", source)  # names become folders: runs/<name>/<backbone>/
+        for backbone in [*self.backbones, *self.by_backbone, *([self.probe_backbone] if self.probe_backbone else [])]:
+            checked_name(backbone, "backbone", source)
+        if self.distill_from:
+            checked_name(self.distill_from, "distill_from", source)
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise DataError(source, f"{key} must be one of {', '.join(allowed)}, not {getattr(self, key)!r}",
@@ -131,43 +174,30 @@ class TrainConfig:
         if (self.mixup_alpha or self.cutmix_alpha) and self.batch_size % 2:
             raise DataError(source, "mixup and cutmix pair each image with another: batch_size must be even",
                             where="batch_size")
-        if not 0 <= self.distill_weight <= 1:
-            raise DataError(source, "distill_weight must be between 0 and 1", where="distill_weight")
-        for key in ("mixup_alpha", "cutmix_alpha", "label_smoothing", "logit_adjustment", "repeat_threshold",
-                    "reference_frames"):
-            if getattr(self, key) < 0:
-                raise DataError(source, f"{key} must be >= 0", where=key)
+        for key, rule in RANGES.items():
+            value = getattr(self, key)
+            if not rule.allows(value):
+                raise DataError(source, f"{key} must be {rule}, not {value!r}", where=key)
         for backbone, values in self.by_backbone.items():
             shared = sorted(set(values) & EXPERIMENT_KEYS)
             if shared:
                 raise DataError(source, f"{', '.join(shared)} belong to the whole experiment, not one backbone",
                                 where=f"by_backbone.{backbone}")
             apply(dataclasses.replace(self, by_backbone={}), values, f"{source} (by_backbone.{backbone})")
-        for key in ("crop_frame_ratio", "crop_background_ratio", "crop_jitter", "crop_min_visible", "tile_overlap"):
-            if not 0 <= getattr(self, key) <= (0.9 if key == "tile_overlap" else 1):
-                raise DataError(source, f"{key} must be between 0 and {0.9 if key == 'tile_overlap' else 1}",
-                                where=key)
-        if self.crop_min_visible <= 0:
-            raise DataError(source, "crop_min_visible must be above 0 (0 would label a crop with boxes outside it)",
-                            where="crop_min_visible")
-        for key in ("image_size", "epochs", "batch_size", "grad_accum", "head_hidden", "crop_long_side", "crop_size",
-                    "tile_topk", "val_every", "checkpoint_every"):
-            if getattr(self, key) < 1:
-                raise DataError(source, f"{key} must be at least 1", where=key)
-        if self.infer_batch_size < 0:
-            raise DataError(source, "infer_batch_size must be 0 (batch_size) or at least 1", where="infer_batch_size")
         if not self.tta_scales or min(self.tta_scales) <= 0:
             raise DataError(source, "tta_scales must list positive multiples of image_size, e.g. [1.0, 1.25]",
                             where="tta_scales")
         if not self.backbones:
             raise DataError(source, "list at least one backbone", where="backbones")
-        if not 0 <= self.probe_share <= 0.8:
-            raise DataError(source, "probe_share must be between 0 (no probes) and 0.8", where="probe_share")
+        if not self.folds:
+            raise DataError(source, "list at least one fold to train", where="folds")
         if self.probe_backbone and self.probe_backbone not in self.backbones:
             raise DataError(source, f"probe_backbone {self.probe_backbone!r} is not one of the backbones",
                             where="probe_backbone", hint="leave it empty for the first backbone")
-        if self.probe_epochs < 0:
-            raise DataError(source, "probe_epochs must be 0 (the backbone's) or at least 1", where="probe_epochs")
+
+
+RANGES = {key: rule for key, hint in typing.get_type_hints(TrainConfig, include_extras=True).items()
+          for rule in getattr(hint, "__metadata__", ()) if isinstance(rule, Range)}
 
 
 def check_type(value, annotation, source: str, key: str):
@@ -233,7 +263,13 @@ def load_config(config: str, overrides: list[str] = ()) -> TrainConfig:
         key, sep, raw = item.partition("=")
         if not sep:
             raise DataError("command line", f"override {item!r} is not key=value")
-        cfg = apply(cfg, {key: yaml.safe_load(raw)}, "command line")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise DataError("command line", f"override {item!r}: the value is not valid YAML "
+                            f"({' '.join(str(getattr(err, 'problem', None) or err).split())})", where=key,
+                            hint="quote lists and mappings, e.g. 'folds=[0, 1]'") from None
+        cfg = apply(cfg, {key: value}, "command line")
         cfg.by_backbone = {backbone: {k: v for k, v in values.items() if k != key}
                            for backbone, values in cfg.by_backbone.items()}
     return cfg

@@ -89,12 +89,22 @@ class Predictions:
             with np.load(path, allow_pickle=False) as data:
                 check_layout(path, data.files, int(data["format"]) if "format" in data.files else 1)
                 extras = {k: data[k] for k in data.files if k in EXTRAS}
-                return cls(data["ids"], data["fine"], data["super"], extras)
+                predictions = cls(data["ids"], data["fine"], data["super"], extras)
         except DataError:
             raise
         except Exception as err:  # a truncated zip, a pickled array, shapes that disagree
             raise DataError(path, f"unreadable prediction file ({err.__class__.__name__}: {str(err)[:160]})",
                             hint="delete it and run the step that writes it again") from None
+        for head in ("fine", "super"):
+            values = getattr(predictions, head)
+            if not (np.isfinite(values).all() and values.min(initial=0) >= 0 and values.max(initial=0) <= 1):
+                raise DataError(path, f"{head} probabilities must be finite and within [0, 1]",
+                                where=f"row {int(np.argwhere(~((values >= 0) & (values <= 1)))[0, 0])}",
+                                hint="delete it and run the step that writes it again")
+        for name, values in predictions.extras.items():
+            if name not in PER_MODEL and not np.isfinite(np.asarray(values, np.float64)).all():
+                raise DataError(path, f"{name} holds NaN or infinity", hint="delete it and run the step that writes it again")
+        return predictions
 
 
 def check_layout(path: Path, names: list[str], version: int) -> None:

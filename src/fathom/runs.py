@@ -33,7 +33,7 @@ from typing import Any, Optional, TypeVar
 
 from fathom.atomic import write_json
 from fathom.config import TrainConfig, load_config
-from fathom.errors import DataError
+from fathom.errors import DataError, checked_name
 
 R = TypeVar("R")
 PREDICTION_KEYS = {"tta_hflip", "tta_scales", "tta_adapt_bn", "batch_size", "infer_batch_size", "workers", "cache_dir", "device"}
@@ -262,6 +262,9 @@ class Experiment:
     runs: Path
     name: str
 
+    def __post_init__(self):
+        checked_name(self.name, "experiment name")
+
     @property
     def root(self) -> Path:
         return Path(self.runs) / self.name
@@ -278,7 +281,7 @@ class Experiment:
         return self.root / f"report_{name}.png"
 
     def fold(self, backbone: str, fold: int) -> FoldDir:
-        return FoldDir(self.root / backbone / f"{FoldDir.PREFIX}{fold}")
+        return FoldDir(self.root / checked_name(backbone, "backbone") / f"{FoldDir.PREFIX}{fold}")
 
     def prediction_dir(self, split: str, tta: bool = False) -> Path:
         """oof/ or test/ (under tta/ for the TTA files)."""
@@ -296,7 +299,7 @@ class Experiment:
     probe_root = property(lambda self: self.root / "probe")
 
     def probe(self, backbone: str, half: int) -> FoldDir:
-        return FoldDir(self.probe_root / backbone / f"{FoldDir.PREFIX}{half}")
+        return FoldDir(self.probe_root / checked_name(backbone, "backbone") / f"{FoldDir.PREFIX}{half}")
 
     def finished_probes(self) -> list[FoldDir]:
         """The probes that finished training, by backbone and half."""
@@ -332,6 +335,9 @@ class SubmissionFiles:
 
     out_dir: Path
     name: str
+
+    def __post_init__(self):
+        checked_name(self.name, "submission name")
 
     csv = property(lambda self: Path(self.out_dir) / f"{self.name}.csv")
     latest = property(lambda self: Path(self.out_dir) / "submission.csv")

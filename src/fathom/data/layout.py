@@ -241,7 +241,7 @@ def read_annotations(path: Path, data: dict, images: pd.DataFrame, categories: C
                             where=where) from None
         if category not in known:
             raise DataError(path, f"unknown category_id {ann['category_id']!r}", where=where)
-        if not (min(w, h) >= 0 and max(abs(x), abs(y), w, h) < math.inf):  # real ones: x = -1, height 0
+        if not (all(map(math.isfinite, (x, y, w, h))) and w >= 0 and h >= 0):  # real ones: x = -1, height 0
             raise DataError(path, f"bbox {ann['bbox']!r} must be [x, y, width, height], finite, with a size >= 0",
                             where=where)
         rows.append((image, int(category), x, y, w, h))

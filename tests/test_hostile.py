@@ -1,0 +1,56 @@
+"""Hostile input to the CLI, table-driven: every case exits 2 with one line naming what is wrong, prints no
+traceback and writes nothing new."""
+
+import re
+
+import pytest
+
+from fathom.cli import main
+from fathom.data.layout import load_dataset
+from fathom.folds import make_folds, write_folds
+
+
+@pytest.fixture(scope="module")
+def folds_csv(demo_dir, tmp_path_factory):
+    dataset = load_dataset(demo_dir, check_images=False)
+    path = tmp_path_factory.mktemp("hostile") / "folds.csv"
+    write_folds(make_folds(dataset.train, dataset.categories, 3, 0), path)
+    return path
+
+
+def train(*overrides):
+    return lambda d, f, t: ["train", "--config", "demo", "--data", d, "--folds", f, "--runs", t / "runs", *overrides]
+
+
+CASES = {
+    "one fold": (lambda d, f, t: ["folds", "--data", d, "--n-folds", "1", "--out", t / "f.csv"], "--n-folds must be"),
+    "no train frames": (lambda d, f, t: ["demo-data", "--out", t / "demo", "--n-train", "0"], "--n-train must be"),
+    "runs is a file": (lambda d, f, t: ["prior", "--data", d, "--folds", f, "--runs", t / "a-file"],
+                       "a-file.*[Nn]ot a directory.*not a folder"),
+    "submission name escapes": (lambda d, f, t: ["submit", "--data", d, "--exp", "prior", "--name", "../../x",
+                                                 "--runs", t / "runs", "--out", t / "subs"], "not a plain name"),
+    "experiment name escapes": (train("name=/abs/path"), "name '/abs/path' is not a plain name"),
+    "exp escapes": (lambda d, f, t: ["ensemble", "--data", d, "--exp", "../x", "--runs", t / "runs"], "not a plain name"),
+    "negative learning rate": (train("lr=-0.5"), "lr must be > 0"),
+    "gradient clip below 0": (train("clip_grad=-1"), "clip_grad must be 0 .off. or > 0"),
+    "ema decay above 1": (train("ema_decay=5.0"), "ema_decay must be > 0 and < 1"),
+    "negative patience": (train("patience=-2"), "patience must be 0 .off. or >= 1"),
+    "negative limit": (train("limit=-5"), "limit must be 0 .off. or >= 1"),
+    "dropout of 1.5": (train("drop_rate=1.5"), "drop_rate must be >= 0 and < 1"),
+    "NaN learning rate": (train("lr=.nan"), "lr must be > 0"),
+    "no folds": (train("folds=[]"), "list at least one fold"),
+    "override not YAML": (train("folds=[0, 1"), "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_hostile_input_is_one_line_exit_2_and_writes_nothing(demo_dir, folds_csv, tmp_path, capsys, case):
+    argv, message = CASES[case]
+    (tmp_path / "a-file").write_text("not a folder")
+    before = sorted(tmp_path.rglob("*"))
+    code = main([str(a) for a in argv(demo_dir, folds_csv, tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert re.search(message, err), err
+    assert sorted(tmp_path.rglob("*")) == before
