@@ -54,3 +54,50 @@ def test_hostile_input_is_one_line_exit_2_and_writes_nothing(demo_dir, folds_csv
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
     assert re.search(message, err), err
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_one_writer_per_run_folder_a_second_stops_naming_the_holder_or_waits(demo_dir, tmp_path, capsys):
+    """The writer lock is an OS file lock: the second writer here runs on another thread, as another process
+    would (filelock refuses a second lock of one file on the same thread as a deadlock)."""
+    import json
+    import os
+    import threading
+    import time
+
+    from fathom.runs import Experiment, writing
+
+    exp = Experiment(tmp_path / "runs", "e")
+    exp.root.mkdir(parents=True)
+    submit = ["submit", "--data", str(demo_dir), "--exp", "e", "--runs", str(tmp_path / "runs"),
+              "--out", str(tmp_path / "subs")]
+
+    def second(argv: list[str]) -> int:
+        codes = []
+        thread = threading.Thread(target=lambda: codes.append(main(argv)))
+        thread.start()
+        thread.join(60)
+        return codes[0]
+
+    with writing(exp, "python -m fathom train --config demo"):
+        assert json.loads(exp.writer_file.read_text()) == {"pid": os.getpid(),
+                                                            "command": "python -m fathom train --config demo"}
+        assert second(submit) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"pid {os.getpid()} (python -m fathom train --config demo) is writing this run" in err
+        assert "--wait" in err and "\n" not in err
+    assert not exp.writer_file.exists()
+
+    held = threading.Event()
+
+    def hold() -> None:
+        with writing(exp, "python -m fathom predict --exp e"):
+            held.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    started = time.monotonic()
+    assert main([*submit, "--wait"]) == 2  # it waited for the holder, then found no ensemble to write
+    holder.join()
+    assert time.monotonic() - started >= 0.3 and "is writing" not in capsys.readouterr().err

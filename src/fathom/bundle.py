@@ -35,7 +35,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 # the CLI's --dir-mode defaults to skip, which drops every subfolder (wheels/, weights/, src/, runs/)
 UPLOAD = ("kaggle datasets create -p THIS_FOLDER --dir-mode tar  "
           "(a new version: kaggle datasets version -p THIS_FOLDER --dir-mode tar -m MSG)")
-RUN_FILES_LEFT_OUT = ("last.pt", "*.tmp", "wandb", "__pycache__")  # resume state and logs: not for inference
+RUN_FILES_LEFT_OUT = ("last.pt", "*.tmp", "wandb", "__pycache__", ".writer.*")  # resume state, logs, the writer lock
 
 
 def source_checkout() -> Path:

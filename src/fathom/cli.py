@@ -6,6 +6,7 @@ import argparse
 import datetime
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,22 @@ def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentPar
         COMMANDS.append((name, help_text, arguments, func))
         return func
     return register
+
+
+def add_wait_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true",
+                   help="wait for another command writing the same run to finish (default: stop at once)")
+
+
+def writer_lock(args, name: str, create: bool = False):
+    """The run folder's writer lock for this command (fathom.runs.writing); under torchrun only rank 0 takes it."""
+    from contextlib import nullcontext
+
+    from fathom.runs import Experiment, writing
+
+    if os.environ.get("RANK", "0") != "0":
+        return nullcontext()
+    return writing(Experiment(args.runs, name), "python -m fathom " + " ".join(sys.argv[1:]), args.wait, create)
 
 
 def add_data_args(p: argparse.ArgumentParser, images: bool = True) -> None:
@@ -160,6 +177,7 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=None, help="train only this backbone")
     p.add_argument("--resume", action="store_true", help="continue interrupted folds from their last.pt")
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    add_wait_arg(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=3")
 
 
@@ -172,8 +190,9 @@ def cmd_train(args) -> int:
     cfg = load_config(args.config, args.overrides)
     dataset = load(args)
     folds = read_folds(args.folds, dataset.train["id"])
-    scores = train(cfg, dataset, folds, args.runs, backbones=[args.backbone] if args.backbone else None,
-                   fold_ids=[args.fold] if args.fold is not None else None, resume=args.resume)
+    with writer_lock(args, cfg.name, create=True):
+        scores = train(cfg, dataset, folds, args.runs, backbones=[args.backbone] if args.backbone else None,
+                       fold_ids=[args.fold] if args.fold is not None else None, resume=args.resume)
     prior = scores.pop("prior", None)
     for backbone, score in scores.items():
         print(f"{cfg.name}/{backbone}: OOF MAP@20 {score:.4f} ({score - prior:+.4f} over the frequency prior's "
@@ -185,6 +204,7 @@ def predict_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     p.add_argument("--exp", required=True)
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
+    add_wait_arg(p)
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="tta_hflip, tta_scales, tta_adapt_bn, batch_size, workers, e.g. tta_scales=[1.0,1.25]")
 
@@ -194,7 +214,8 @@ def cmd_predict(args) -> int:
     from fathom.infer.tta import predict_experiment
     from fathom.runs import Experiment
 
-    views = predict_experiment(load(args), args.runs, args.exp, args.overrides)
+    with writer_lock(args, args.exp):
+        views = predict_experiment(load(args), args.runs, args.exp, args.overrides)
     folder = Experiment(args.runs, args.exp).views_file.parent
     for backbone, names in views.items():
         print(f"{args.exp}/{backbone}: TTA views {', '.join(names)} -> {folder}")
@@ -208,13 +229,15 @@ def ensemble_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--osd", default=None, metavar="METHOD",
                    help="pin the out-of-sample method (e.g. domain, knn_aligned, entropy+colour) instead of the "
                         "label-free choice; report.md lists them")
+    add_wait_arg(p)
 
 
 @command("ensemble", "tune the ensemble and choose the osd on OOF predictions (reads no pixels)", ensemble_arguments)
 def cmd_ensemble(args) -> int:
     from fathom.ensemble.fit import fit_ensemble
 
-    ensemble, _ = fit_ensemble(load(args, check_images=False), args.runs, args.exp, osd=args.osd)
+    with writer_lock(args, args.exp):
+        ensemble, _ = fit_ensemble(load(args, check_images=False), args.runs, args.exp, osd=args.osd)
     weights = ", ".join(f"{n} {w:.2f}" for n, w in ensemble.weights.items() if w)
     strategies, osd = ensemble.strategies, ensemble.osd.chosen
     print(f"{args.exp}: ensemble '{ensemble.strategy}' ({weights}; b = {ensemble.exponents['b']}): OOF MAP@20 "
@@ -232,6 +255,7 @@ def submit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="file name stem (default: the experiment)")
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
     p.add_argument("--out", type=Path, default=paths.submissions_dir())
+    add_wait_arg(p)
 
 
 @command("submit", "write an experiment's ensemble (or the prior) as submission CSVs", submit_arguments)
@@ -240,7 +264,8 @@ def cmd_submit(args) -> int:
     from fathom.submit import submit
 
     files = SubmissionFiles(args.out, args.name or args.exp)  # a name that would escape stops here, first
-    record = submit(load(args, check_images=False), args.runs, args.exp, args.out, files.name)
+    with writer_lock(args, args.exp):
+        record = submit(load(args, check_images=False), args.runs, args.exp, args.out, files.name)
     print(f"wrote {files.csv} and {files.latest} ({record.rows} rows)")
     if record.eval_score is not None:
         print("demo eval score: " + json.dumps(record.eval_score))

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import typing
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TypeVar
@@ -273,6 +275,8 @@ class Experiment:
     ensemble_file = property(lambda self: self.root / "ensemble.json")
     osd_scores_file = property(lambda self: self.root / "ensemble" / "osd_scores.npz")
     appearance_file = property(lambda self: self.root / "appearance.npz")
+    lock_file = property(lambda self: self.root / ".writer.lock")  # `writing`: one writer at a time
+    writer_file = property(lambda self: self.root / ".writer.json")  # who holds it: pid and command
     views_file = property(lambda self: self.root / "tta" / "views.json")
     report = property(lambda self: self.root / "report.md")
     distill_file = property(lambda self: self.root / "distill.json")
@@ -327,6 +331,37 @@ class Experiment:
 
     def summary(self) -> Summary | None:
         return read_record(Summary, self.summary_file) if self.summary_file.is_file() else None
+
+
+@contextmanager
+def writing(experiment: Experiment, command: str, wait: bool = False, create: bool = False):
+    """Hold the experiment's writer lock (an OS file lock, `filelock`) for the block: `train`, `predict`,
+    `ensemble` and `submit` of one run folder never write at once. A second writer stops at once with one line
+    naming the holder's pid and command, or waits for it with `wait`. `create`: make the folder (train); a
+    folder that does not exist yet is not locked (the command then fails on its own, writing nothing)."""
+    from filelock import FileLock, Timeout
+
+    if not experiment.root.is_dir() and not create:
+        yield
+        return
+    experiment.root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(experiment.lock_file)
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        try:
+            holder = json.loads(experiment.writer_file.read_text())
+            who = f"pid {holder['pid']} ({holder['command']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "another process"
+        raise DataError(experiment.root, f"{who} is writing this run", hint="let it finish, or pass --wait to "
+                        "wait for it") from None
+    try:
+        write_json({"pid": os.getpid(), "command": command}, experiment.writer_file)
+        yield
+    finally:
+        experiment.writer_file.unlink(missing_ok=True)
+        lock.release()
 
 
 @dataclass(frozen=True)
