@@ -101,3 +101,17 @@ def test_one_writer_per_run_folder_a_second_stops_naming_the_holder_or_waits(dem
     assert main([*submit, "--wait"]) == 2  # it waited for the holder, then found no ensemble to write
     holder.join()
     assert time.monotonic() - started >= 0.3 and "is writing" not in capsys.readouterr().err
+
+
+def test_a_solution_missing_a_row_is_one_line_naming_it(demo_copy, tmp_path, capsys):
+    dataset = load_dataset(demo_copy, check_images=False)
+    folds = tmp_path / "folds.csv"
+    write_folds(make_folds(dataset.train, dataset.categories, 3, 0), folds)
+    runs, subs = tmp_path / "runs", tmp_path / "subs"
+    assert main(["prior", "--data", str(demo_copy), "--folds", str(folds), "--runs", str(runs)]) == 0
+    solution = demo_copy / "solution.csv"
+    solution.write_text("".join(solution.read_text().splitlines(keepends=True)[:-1]))
+    capsys.readouterr()
+    assert main(["submit", "--data", str(demo_copy), "--exp", "prior", "--runs", str(runs), "--out", str(subs)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "solution.csv: does not match the eval images" in err and "\n" not in err and "Traceback" not in err

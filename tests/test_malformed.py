@@ -138,6 +138,7 @@ DATASET_ERRORS = {
                             [TJ, "images[6]", "duplicate id"]),
     "eval.json missing": (delete(EJ), [EJ, "file not found"]),
     "eval.json invalid": (edit_text(EJ, lambda t: t.replace(":", "=", 1)), [EJ, "invalid JSON"]),
+    "eval.json without images": (edit_json(EJ, lambda d: d.update(images=[])), [EJ, "lists no eval images"]),
 }
 
 BOX_ERRORS = {

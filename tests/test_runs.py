@@ -133,6 +133,11 @@ def test_bench_demo_tabulates_each_target_with_its_margin_from_the_run_files(tmp
     chosen = OsdScore(0.1, 0.8, 0.7, 0.04, demo_eval=0.65)
     write_record(dataclasses.replace(record, osd=dataclasses.replace(record.osd, sauc={"max_prob": chosen})),
                  exp.ensemble_file)
+    with pytest.raises(DataError, match=r"ensemble.json: names members with no finished fold .*\['a', 'b'\]"):
+        demo_targets(runs, "e", subs)  # a record of other runs is refused where it is read
+    for backbone in ("a", "b"):
+        exp.fold(backbone, 0).path.mkdir(parents=True)
+        exp.fold(backbone, 0).write_done(Done("f", 0.5, 1.0))
     with pytest.raises(DataError, match="no scored e.json and prior.json"):
         demo_targets(runs, "e", subs)
     for name, score in (("e", 0.5), ("prior", 0.12)):

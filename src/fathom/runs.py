@@ -326,8 +326,14 @@ class Experiment:
         return found
 
     def ensemble(self) -> EnsembleRecord:
-        return read_record(EnsembleRecord, self.ensemble_file,
-                           hint=f"run `python -m fathom ensemble --exp {self.name}` first")
+        """ensemble.json, refused when it names a member with no finished fold here (a record of other runs)."""
+        record = read_record(EnsembleRecord, self.ensemble_file,
+                             hint=f"run `python -m fathom ensemble --exp {self.name}` first")
+        unknown = sorted(set(record.members) - set(self.finished_folds()))
+        if unknown:
+            raise DataError(self.ensemble_file, f"names members with no finished fold in {self.root}: {unknown}",
+                            hint=f"run `python -m fathom ensemble --exp {self.name}` again")
+        return record
 
     def summary(self) -> Summary | None:
         return read_record(Summary, self.summary_file) if self.summary_file.is_file() else None

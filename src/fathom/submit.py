@@ -16,7 +16,7 @@ import numpy as np
 from fathom import constants as C
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
-from fathom.metric import as_json_numbers, read_scoring_csv, score_frames
+from fathom.metric import IdMismatchError, as_json_numbers, read_scoring_csv, score_frames
 from fathom.predictions import Predictions, mean_of
 from fathom.provenance import git_commit
 from fathom.runs import EnsembleRecord, Experiment, SubmissionFiles, SubmissionRecord, write_record
@@ -52,12 +52,22 @@ def ensembled(experiment: Experiment) -> tuple[EnsembleRecord, Predictions]:
     return record, Predictions.load(written)
 
 
+def scored(solution: Path, table) -> dict[str, float]:
+    """score_frames of a submission table against the solution file; a solution that does not hold the
+    submission's ids (a missing or extra row) is a DataError naming it."""
+    try:
+        return score_frames(read_scoring_csv(solution), table)
+    except IdMismatchError as err:
+        raise DataError(solution, f"does not match the eval images ({err})",
+                        hint="the solution needs one row per eval.json image") from None
+
+
 def score_on_solution(dataset: Dataset, prediction: Predictions, osd: np.ndarray | None = None) -> dict[str, float]:
     """{map20, sauc, score} of the submission built from `prediction` (its own osd unless given) against the
     data's solution.csv (the demo's), without writing it."""
     table = make_submission(prediction.ids, prediction.fine, prediction.osd if osd is None else osd,
                             dataset.categories.ids, order=dataset.eval["id"].to_numpy())
-    return score_frames(read_scoring_csv(dataset.root / C.SOLUTION_CSV), table)
+    return scored(dataset.root / C.SOLUTION_CSV, table)
 
 
 def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str) -> SubmissionRecord:
@@ -75,8 +85,7 @@ def submit(dataset: Dataset, runs: Path, exp: str, out_dir: Path, name: str) -> 
     for path in (files.csv, files.latest):
         write_submission(table, path, eval_ids, dataset.categories.ids)
     solution = dataset.root / C.SOLUTION_CSV
-    scores = score_frames(read_scoring_csv(solution), read_scoring_csv(files.csv)) \
-        if solution.is_file() else None
+    scores = scored(solution, read_scoring_csv(files.csv)) if solution.is_file() else None
     record = SubmissionRecord(name, exp, git_commit(), len(table), members, ensemble,
                               as_json_numbers(scores) if scores is not None else None)
     write_record(record, files.record)

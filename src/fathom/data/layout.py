@@ -68,6 +68,9 @@ def load_dataset(
             tables[split] = pd.DataFrame()
             continue
         table = load_split(root, split, categories, images)
+        if table.empty:  # nothing to train on, or nothing to submit: every later stage would fail on it
+            raise DataError(root / (C.TRAIN_JSON if split == "train" else C.EVAL_JSON), f"lists no {split} images",
+                            hint="use the competition's files (or `python -m fathom demo-data`)")
         if check_images:  # a submission needs every eval image: only train images may be skipped
             from fathom.data.images import drop_or_raise_unusable  # the label-only stages never load PIL
 
