@@ -493,7 +493,8 @@ def cmd_bench_worlds(args) -> int:
     from fathom.bench.worlds import Case, worlds, worlds_table
 
     cases = [Case(label, Path(data), exp, prior) for label, data, exp, prior in args.case or
-             (("gain", "data/demo", "demo", "prior"), ("content", "data/demo-content", "demo-content", "prior-content"))]
+             (("gain", "data/demo", "demo", "prior"),
+              ("content", "data/demo-content", "demo-content", "prior-content"))]
     result = worlds(cases, args.runs, args.submissions)
     record_bench(result, args.out)
     print(worlds_table(result))

@@ -104,8 +104,10 @@ class TrainConfig:
     crop_frame_ratio: Share = 0.2  # crops: share of training samples that are whole frames with the image's labels
     crop_background_ratio: Share = 0.1  # crops: share of the crops placed anywhere instead of around a box
     crop_jitter: Share = 0.5  # crops: the box's centre lies within +-jitter x crop_size / 2 of the crop's centre
-    crop_min_visible: Annotated[float, Range(gt=0, le=1)] = 0.5  # crops: a box labels a crop when at least this share of its area is inside
-    tile_overlap: Annotated[float, Range(ge=0, le=0.9)] = 0.25  # prediction: neighbouring tiles overlap by at least this share of crop_size
+    # crops: a box labels a crop when at least this share of its area is inside
+    crop_min_visible: Annotated[float, Range(gt=0, le=1)] = 0.5
+    # prediction: neighbouring tiles overlap by at least this share of crop_size
+    tile_overlap: Annotated[float, Range(ge=0, le=0.9)] = 0.25
     tile_combine: str = "auto"  # auto (best on each fold's validation) | max | noisy_or | topk_mean | mean
     tile_topk: Count = 2  # topk_mean: how many of a frame's views are averaged
     mixup_alpha: NonNegative = 0.0  # > 0: mixup of images and their multi-hot targets (timm's Mixup)
@@ -138,13 +140,15 @@ class TrainConfig:
     time_budget_h: NonNegative = 0.0  # stop training at the first epoch boundary after this many hours (0: no limit)
     keep_last: bool = False  # keep a finished fold's last.pt (resume state; only best.pt is needed to predict)
     checkpoint_every: Count = 1  # write last.pt every this many epochs, after the last, and when the budget stops
-    reference_frames: CountOrOff = 0  # training frames a fold predicts as the feature-based osd reference (a seeded sample; 0: all)
+    # training frames a fold predicts as the feature-based osd reference (a seeded sample; 0: all)
+    reference_frames: CountOrOff = 0
     tta_hflip: bool = True  # `python -m fathom predict`: add the mirrored view
     tta_scales: list[float] = field(default_factory=lambda: [1.0])  # and/or these multiples of image_size
     tta_adapt_bn: bool = False  # `predict`: BatchNorm statistics re-estimated on each predicted set (AdaBN)
     limit: CountOrOff = 0  # smoke runs: use at most this many images per split; 0 = all
     # Leave-categories-out probes (fathom.train.probe): the osd choice's out-of-sample validation frames
-    probe_share: Annotated[float, Range(ge=0, le=0.8)] = 0.35  # share of training frames holding a held-out category; 0: no probes
+    # share of training frames holding a held-out category; 0: no probes
+    probe_share: Annotated[float, Range(ge=0, le=0.8)] = 0.35
     probe_backbone: str = ""  # the probes' backbone, trained with its own settings ("": the first backbone)
     probe_epochs: CountOrOff = 0  # 0: the probe backbone's epochs
 

@@ -103,7 +103,8 @@ class Predictions:
                                 hint="delete it and run the step that writes it again")
         for name, values in predictions.extras.items():
             if name not in PER_MODEL and not np.isfinite(np.asarray(values, np.float64)).all():
-                raise DataError(path, f"{name} holds NaN or infinity", hint="delete it and run the step that writes it again")
+                raise DataError(path, f"{name} holds NaN or infinity",
+                                hint="delete it and run the step that writes it again")
         return predictions
 
 

@@ -38,7 +38,8 @@ from fathom.config import TrainConfig, load_config
 from fathom.errors import DataError, checked_name
 
 R = TypeVar("R")
-PREDICTION_KEYS = {"tta_hflip", "tta_scales", "tta_adapt_bn", "batch_size", "infer_batch_size", "workers", "cache_dir", "device"}
+PREDICTION_KEYS = {"tta_hflip", "tta_scales", "tta_adapt_bn", "batch_size", "infer_batch_size", "workers", "cache_dir",
+                   "device"}
 SPLITS = ("oof", "test")  # what TTA predicts again; a fold also writes "train" (its training frames' own)
 FOLD_SPLITS = (*SPLITS, "train")
 

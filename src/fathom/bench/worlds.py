@@ -56,7 +56,8 @@ def world_row(case: Case, runs: Path, submissions: Path) -> dict:
     return {
         "world": case.label, "exp": case.exp, "osd": osd.method, "estimate": chosen["estimate"],
         "eval_sauc": chosen["eval"], "off_by": abs(chosen["estimate"] - chosen["eval"]),
-        "best": best, "best_eval_sauc": table.loc[best, "eval"], "share_of_best": chosen["eval"] / table.loc[best, "eval"],
+        "best": best, "best_eval_sauc": table.loc[best, "eval"],
+        "share_of_best": chosen["eval"] / table.loc[best, "eval"],
         "candidates": len(table), "pearson": float(both["estimate"].corr(both["eval"])),
         "spearman": float(both["estimate"].corr(both["eval"], method="spearman")),
         "probes": osd.probes, "unseen_frames": osd.unseen_category_images, "held_out_se": osd.held_out_se,
