@@ -154,12 +154,12 @@ def test_every_candidate_family_can_be_chosen(family):
     probe_names = [n for n in names if n != "disagreement"]
     robust = estimated_by(family) == "train_vs_test"
     probe_signal = None if robust or family == "disagreement" else family
-    probes = [fold_task(300, rng, probe_names, probe_signal, 120) for _ in range(2)]
-    folds = [fold_task(200, rng, names, family if family == "disagreement" else None, 20) for _ in range(2)]
-    shift = [fold_task(560, rng, names, family if robust else None, 400) for _ in range(2)]
+    probes = [fold_task(150, rng, probe_names, probe_signal, 60)]
+    folds = [fold_task(150, rng, names, family if family == "disagreement" else None, 30)]
+    shift = [fold_task(200, rng, names, family if robust else None, 120)]
     chosen, table = choose_osd(probes, shift, folds)
     assert chosen == family, (family, chosen, table[chosen])
-    assert table[family]["estimate"] > 0.9
+    assert table[family]["estimate"] > 0.8
 
 
 def test_feature_scores_rank_within_each_scored_set_so_train_vs_test_cannot_measure_them():
