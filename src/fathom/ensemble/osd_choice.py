@@ -151,7 +151,7 @@ def scores_all(tasks: list[Task], name: str) -> bool:
 
 def mean_sauc(tasks: list[Task], name: str) -> float:
     """Mean sAUC of candidate `name` over the usable tasks (NaN when none is, or a task lacks a part of it)."""
-    if not all(part in scores for scores, _ in tasks for part in name.split("+")):
+    if not scores_all(tasks, name):
         return float("nan")
     values = [scaled_auc(labels, combined(scores, name)) for scores, labels in usable(tasks)]
     return float(np.mean(values)) if values else float("nan")
