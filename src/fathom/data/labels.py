@@ -29,6 +29,12 @@ def super_multi_hot(category_lists: Iterable[Sequence[int]], categories: Categor
     return multi_hot((categories.super_of(ids) for ids in category_lists), N_SUPER)
 
 
+def holds_unseen(labels: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """1.0 for each row of multi-hot `labels` holding a category no row of `seen` (multi-hot) holds, else 0.0:
+    a validation frame with a category its training part never shows."""
+    return (labels[:, seen.sum(0) == 0] > 0).any(1).astype(np.float64)
+
+
 def prior_log_odds(frequency: np.ndarray, floor: float = 1e-4) -> np.ndarray:
     """log(p / (1 - p)) of class frequencies, clipped to [floor, 1 - floor] (unseen classes get the floor)."""
     p = np.clip(np.asarray(frequency, dtype=np.float64), floor, 1 - floor)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fathom import constants as C
+from fathom.data.labels import holds_unseen
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.ensemble.blend import blend, greedy_weights, rescore, tune_exponent
@@ -125,7 +126,7 @@ def osd_scores(dataset: Dataset, experiment: Experiment, members: Members, weigh
                              embeddings=tuple(e.test for e in embedded) if embedded else None)}
         scored = {split: with_dive_means(score_all(reference, side), dives)
                   for (split, side), dives in zip(sides.items(), (train_dives[rows], eval_dives))}
-        unseen = (labels[rows][:, train_part_labels.sum(0) == 0] > 0).any(1).astype(float)
+        unseen = holds_unseen(labels[rows], train_part_labels)
         folds.append(FoldScores(int(fold), scored["valid"], scored["test"], unseen))
     final = eval_scores(FrameSet(appearance.of(all_train)),
                         FrameSet(eval_appearance, **members.eval_blend(weights)),

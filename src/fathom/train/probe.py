@@ -33,7 +33,7 @@ import pandas as pd
 
 from fathom.atomic import write_npz
 from fathom.config import TrainConfig
-from fathom.data.labels import fine_multi_hot
+from fathom.data.labels import fine_multi_hot, holds_unseen
 from fathom.data.layout import Dataset
 from fathom.data.sampling import Boxes, sampling_for
 from fathom.runs import Experiment
@@ -75,8 +75,7 @@ def held_out_categories(labels: np.ndarray, parent: np.ndarray, share: float, se
 
 def unseen_flags(data: FoldData) -> np.ndarray:
     """1.0 where a validation frame holds a category the training part never shows."""
-    absent = data.labels[0].sum(0) == 0
-    return (data.targets["valid"][0][:, absent] > 0).any(1).astype(np.float64)
+    return holds_unseen(data.targets["valid"][0], data.labels[0])
 
 
 def probe_splits(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
