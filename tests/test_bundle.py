@@ -12,14 +12,15 @@ from fathom.errors import DataError, FathomError
 
 
 def fake_run(runs: Path, exp: str = "e") -> Path:
-    """A run folder as training leaves it: one finished fold, one unfinished, resume state, a TTA file."""
-    for fold, done in (("fold_0", True), ("fold_1", False)):
-        d = runs / exp / "resnet18" / fold
-        d.mkdir(parents=True)
-        for name in ("best.pt", "last.pt", "config.yaml", "oof.npz", "test.npz", "oof_tta.npz"):
-            (d / name).write_text(name)
-        if done:
-            (d / "done.json").write_text("{}")
+    """A run folder as training leaves it: one finished fold (resume state kept, a TTA file), one run of
+    another fold begun in its staging folder."""
+    files = {runs / exp / "resnet18" / "fold_0": ("best.pt", "last.pt", "config.yaml", "oof.npz", "test.npz",
+                                                  "tta/oof.npz", "done.json"),
+             runs / exp / "staging" / "resnet18" / "fold_1": ("best.pt", "last.pt", "config.yaml", "meta.json")}
+    for folder, names in files.items():
+        for name in names:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(name)
     (runs / exp / "summary.json").write_text("{}")
     return runs / exp
 
@@ -40,8 +41,8 @@ def test_bundle_holds_wheels_source_weights_and_finished_folds(tmp_path):
     assert (out / "src" / "fathom" / "bundle.py").is_file() and not list(out.rglob("__pycache__"))
     fold = out / "runs" / "e" / "resnet18"
     assert sorted(p.name for p in (fold / "fold_0").iterdir()) == [
-        "best.pt", "config.yaml", "done.json", "oof.npz", "oof_tta.npz", "test.npz"]  # no last.pt
-    assert not (fold / "fold_1").exists()  # unfinished folds stay out
+        "best.pt", "config.yaml", "done.json", "oof.npz", "test.npz", "tta"]  # no last.pt
+    assert not (fold / "fold_1").exists() and not (out / "runs" / "e" / "staging").exists()  # runs begun stay out
     assert json.loads((out / "dataset-metadata.json").read_text())["id"].endswith("/fathom-bundle")
     assert "pip install --no-index" in (out / "README.md").read_text()
     [override] = weight_overrides(out)
@@ -94,12 +95,13 @@ def test_restore_run_links_checkpoints_and_copies_the_rest(tmp_path):
     dest = restore_run(source, tmp_path / "work" / "runs")
     fold = dest / "resnet18" / "fold_0"
     assert dest == tmp_path / "work" / "runs" / "e" and (fold / "best.pt").is_symlink()
-    assert not (fold / "oof_tta.npz").is_symlink() and (fold / "oof_tta.npz").read_text() == "oof_tta.npz"
-    assert (fold / "oof_tta.npz").stat().st_mtime == (source / "resnet18" / "fold_0" / "oof_tta.npz").stat().st_mtime
-    (fold / "oof_tta.npz").write_text("re-predicted")
+    tta = fold / "tta" / "oof.npz"
+    assert not tta.is_symlink() and tta.read_text() == "tta/oof.npz"
+    assert tta.stat().st_mtime == (source / "resnet18" / "fold_0" / "tta" / "oof.npz").stat().st_mtime
+    tta.write_text("re-predicted")
     restore_run(source, tmp_path / "work" / "runs")  # a rerun of the notebook starts again from the input
-    assert (fold / "oof_tta.npz").read_text() == "oof_tta.npz"
-    assert (source / "resnet18" / "fold_0" / "oof_tta.npz").read_text() == "oof_tta.npz"
+    assert tta.read_text() == "tta/oof.npz"
+    assert (source / "resnet18" / "fold_0" / "tta" / "oof.npz").read_text() == "tta/oof.npz"
     with pytest.raises(DataError, match="no finished folds"):
         restore_run(tmp_path / "input" / "runs" / "nothing", tmp_path / "work" / "runs")
 
@@ -123,19 +125,24 @@ def test_a_folder_without_manifest_is_named(tmp_path):
         weight_overrides(tmp_path)
 
 
-def test_restore_for_training_copies_unfinished_folds_and_never_loses_a_finished_one(tmp_path):
+def test_restore_for_training_copies_finished_folds_and_runs_begun(tmp_path):
     from fathom.bundle import restore_for_training
 
-    fake_run(tmp_path / "v1" / "runs")  # fold_0 finished, fold_1 unfinished (with last.pt)
-    later = tmp_path / "v2" / "runs" / "e" / "resnet18"
-    for fold in ("fold_0", "fold_1"):  # a later session: fold_0 unfinished again (never replaces), fold_1 further
-        (later / fold).mkdir(parents=True)
-        (later / fold / "last.pt").write_text(f"later {fold}")
+    fake_run(tmp_path / "v1" / "runs")  # fold_0 finished, fold_1 begun in staging (with last.pt)
+    later = tmp_path / "v2" / "runs" / "e"
+    for fold in ("fold_0", "fold_1"):  # a later session: a retrain of fold_0 begun, fold_1 further
+        (later / "staging" / "resnet18" / fold).mkdir(parents=True)
+        (later / "staging" / "resnet18" / fold / "last.pt").write_text(f"later {fold}")
+    (later / "probe" / "resnet18" / "fold_0").mkdir(parents=True)
+    (later / "probe" / "resnet18" / "fold_0" / "done.json").write_text("{}")
     restored = restore_for_training([tmp_path / "v1", tmp_path / "v2"], tmp_path / "runs", "e")
-    assert restored == ["resnet18/fold_0 (finished)", "resnet18/fold_1 (unfinished)"]
-    dest = tmp_path / "runs" / "e" / "resnet18"
-    assert (dest / "fold_0" / "done.json").is_file() and (dest / "fold_0" / "last.pt").read_text() == "last.pt"
-    assert (dest / "fold_1" / "last.pt").read_text() == "later fold_1" and not (dest / "fold_1" / "best.pt").exists()
+    assert restored == ["probe/resnet18/fold_0 (finished)", "resnet18/fold_0 (finished)",
+                        "staging/resnet18/fold_0 (unfinished)", "staging/resnet18/fold_1 (unfinished)"]
+    dest = tmp_path / "runs" / "e"
+    assert (dest / "resnet18" / "fold_0" / "done.json").is_file()
+    assert (dest / "resnet18" / "fold_0" / "last.pt").read_text() == "last.pt", "a run begun never replaces a fold"
+    assert (dest / "staging" / "resnet18" / "fold_1" / "last.pt").read_text() == "later fold_1"
+    assert not (dest / "staging" / "resnet18" / "fold_1" / "best.pt").exists()
     assert not any(p.is_symlink() for p in dest.rglob("*")), "copies: the output must stand without its inputs"
     assert restore_for_training([], tmp_path / "runs", "e") == []
     with pytest.raises(DataError, match="holds no runs/e/ folder"):

@@ -77,7 +77,8 @@ def test_predicting_again_reproduces_the_training_predictions_that_tta_reuses(tr
         again = predictor.predict([path_of[i] for i in saved.ids])
         assert np.allclose(again["fine"], saved.fine, atol=1e-5) and np.allclose(again["super"], saved.super, atol=1e-5)
     predict_experiment(dataset, root / "runs", "tiny", ["tta_hflip=false"])
-    reused = Predictions.load(fold / "oof_tta.npz")
+    reused = Predictions.load(fold / "tta" / "oof.npz")
+    assert reused.views == ("1x",)
     assert np.array_equal(reused.fine, Predictions.load(fold / "oof.npz").fine)
 
 
@@ -165,12 +166,12 @@ def test_members_with_different_ids_are_refused(trained, tmp_path):
     dataset, root = trained
     runs = tmp_path / "runs"
     shutil.copytree(root / "runs" / "tiny", runs / "tiny")
-    for suffix in ("", "_tta"):
-        path = runs / "tiny" / "resnet18" / "fold_0" / f"oof{suffix}.npz"
+    for name in ("oof.npz", "tta/oof.npz"):
+        path = runs / "tiny" / "resnet18" / "fold_0" / name
         if path.is_file():
             p = Predictions.load(path)
             dataclasses.replace(p, ids=np.r_[p.ids[:-1], ["someone-else"]]).save(path)
-    with pytest.raises(DataError, match="fold_0/oof.*ids differ"):
+    with pytest.raises(DataError, match="fold_0/(tta/)?oof.*ids differ"):
         fit_ensemble(dataset, runs, "tiny")
 
 
@@ -182,8 +183,9 @@ def test_predict_refuses_overrides_that_would_change_the_trained_model(trained):
 
 
 @pytest.mark.slow
-def test_tta_files_older_than_the_training_are_not_used(trained, tmp_path):
-    import os
+def test_a_retrained_fold_comes_without_tta_files_until_predicted_again(trained, tmp_path):
+    """A retrain replaces the whole fold folder, TTA files of the old model included; the ensemble then uses
+    the training's own predictions, and a new `predict` brings TTA back."""
     import shutil
 
     from fathom.ensemble.members import load_members
@@ -193,10 +195,14 @@ def test_tta_files_older_than_the_training_are_not_used(trained, tmp_path):
     shutil.copytree(root / "runs" / "tiny", runs / "tiny")
     predict_experiment(dataset, runs, "tiny", ["tta_hflip=false"])
     assert load_members(dataset, runs, "tiny").tta
-    done = runs / "tiny" / "resnet18" / "fold_1" / "done.json"
-    later = (runs / "tiny" / "resnet18" / "fold_1" / "oof_tta.npz").stat().st_mtime_ns + 10**9
-    os.utime(done, ns=(later, later))  # the fold was retrained after its TTA predictions
+    folds = make_folds(dataset.train, dataset.categories, n_folds=3, seed=0)
+    cfg = tiny_config(root, backbones=["resnet18", "resnet10t"], folds=[0, 1], epochs=1, lr=5e-4)
+    train(cfg, dataset, folds, runs, backbones=["resnet18"], fold_ids=[1])
+    assert not (runs / "tiny" / "resnet18" / "fold_1" / "tta").exists()
+    assert (runs / "tiny" / "resnet18" / "fold_0" / "tta" / "oof.npz").is_file()
     assert not load_members(dataset, runs, "tiny").tta
+    predict_experiment(dataset, runs, "tiny", ["tta_hflip=false"])
+    assert load_members(dataset, runs, "tiny").tta
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -32,6 +33,8 @@ from conftest import write_experiment
 pytestmark = pytest.mark.slow  # trains, spawns processes or benchmarks: the full suite only
 
 # Runs `python -m fathom ...` after arranging for the process to SIGKILL itself at one point:
+#   saved N       right after the N-th checkpoint reached its final name
+#   saved-npz N   right after the N-th prediction file reached its final name
 #   batch N       inside the N-th training batch (after the forward pass, before the optimiser step)
 #   checkpoint N  half-way through writing the N-th checkpoint (the temporary file holds half the bytes)
 #   npz N         half-way through writing the N-th prediction file
@@ -71,7 +74,22 @@ def half_written(write, file_arg):
     return wrapped
 
 
-if point == "batch":
+def then_die(write):
+    def wrapped(*args, **kwargs):
+        result = write(*args, **kwargs)
+        if tick():
+            die()
+        return result
+    return wrapped
+
+
+if point == "saved":  # after the N-th checkpoint is in place (renamed to its final name)
+    import fathom.train.fold
+    fathom.train.fold.save_checkpoint = then_die(fathom.train.fold.save_checkpoint)
+elif point == "saved-npz":  # after the N-th prediction file is in place
+    import fathom.predictions
+    fathom.predictions.write_npz = then_die(fathom.predictions.write_npz)
+elif point == "batch":
     forward = fathom.train.loss.FathomLoss.forward
 
     def forward_then_maybe_die(self, *args, **kwargs):
@@ -81,7 +99,26 @@ if point == "batch":
 
     fathom.train.loss.FathomLoss.forward = forward_then_maybe_die
 elif point == "checkpoint":
-    torch.save = half_written(torch.save, 1)  # torch.save(state, path)
+    import contextlib
+
+    import fathom.train.checkpoint as checkpoint
+    opened = checkpoint.atomic_open  # save_checkpoint serialises in memory, then writes once into this file
+
+    @contextlib.contextmanager
+    def half_then_die(path, mode="w", **kwargs):
+        with opened(path, mode, **kwargs) as fh:
+            if not tick():
+                yield fh
+                return
+
+            class Half:
+                def write(self, data):
+                    fh.write(bytes(data)[: len(data) // 2])
+                    fh.flush()
+                    die()
+            yield Half()
+
+    checkpoint.atomic_open = half_then_die
 elif point == "npz":
     np.savez_compressed = half_written(np.savez_compressed, 0)  # np.savez_compressed(file, **arrays)
 sys.exit(main(sys.argv[3:]))
@@ -138,9 +175,10 @@ def check_every_output_loads(runs: Path) -> None:
 
 
 def finished_fold_files(runs: Path) -> dict[str, str]:
-    """sha256 of the prediction files of every fold that has finished (done.json)."""
+    """sha256 of the prediction files of every fold that has finished (done.json; not a run still in staging)."""
     return {str(p.relative_to(runs)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for done in runs.rglob("done.json") for p in sorted(done.parent.glob("*.npz"))}
+            for done in runs.rglob("done.json") if "staging" not in done.relative_to(runs).parts
+            for p in sorted(done.parent.glob("*.npz"))}
 
 
 def test_sigkill_anywhere_then_resume_matches_an_uninterrupted_run(setup):
@@ -178,3 +216,107 @@ def test_sigkill_anywhere_then_resume_matches_an_uninterrupted_run(setup):
                    (root / "straight", runs)]
         assert list(history[0]["epoch"]) == list(history[1]["epoch"]) == [0, 1, 2]
         np.testing.assert_allclose(history[0]["train_loss"], history[1]["train_loss"], rtol=1e-4)
+
+
+# ---- a fold is a transaction: retrains and predictions killed half-way ------------------------------------
+
+
+def fold_digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` (a fold folder, its TTA set), by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def command(root: Path, point: str, target: int, *argv) -> list[str]:
+    return [sys.executable, str(root / "killer.py"), point, str(target), *map(str, argv)]
+
+
+@pytest.fixture(scope="module")
+def finished(setup):
+    """One finished fold (fold 0, one epoch) of the killed config; tests copy it."""
+    root, data = setup
+    runs = root / "finished"
+    assert run(train_command(root, data, runs) + ["folds=[0]", "epochs=1"]) == 0
+    return runs
+
+
+def output(command_: list[str]) -> str:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    done = subprocess.run(command_, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+def test_a_retrain_killed_after_its_first_checkpoint_leaves_the_finished_fold_whole(setup, finished, tmp_path):
+    """The issue's reproduction: retrain a finished fold with a changed config and SIGKILL it as soon as its
+    last.pt is written. The fold folder keeps every file of the old run; the original command reuses it."""
+    import shutil
+
+    root, data = setup
+    runs = tmp_path / "runs"
+    shutil.copytree(finished, runs)
+    fold = runs / "killed" / "resnet18" / "fold_0"
+    before = fold_digest(fold)
+    changed = ["folds=[0]", "epochs=3", "lr=0.01", "checkpoint_every=1"]
+    killed = command(root, "saved", 2, *train_command(root, data, runs)[4:], *changed)  # best.pt, then last.pt
+    assert run(killed) == -signal.SIGKILL
+    staging = runs / "killed" / "staging" / "resnet18" / "fold_0"
+    assert load_checkpoint(staging / "last.pt")["epoch"] == 0 and fold_digest(fold) == before
+    assert yaml.safe_load((staging / "config.yaml").read_text())["lr"] == 0.01
+    assert "fold 0: done, reusing its predictions" in output(train_command(root, data, runs) + ["folds=[0]", "epochs=1"])
+    assert fold_digest(fold) == before
+    assert "resumed after epoch 0" in output(train_command(root, data, runs) + changed)  # --resume: the new run
+    assert yaml.safe_load((fold / "config.yaml").read_text())["lr"] == 0.01 and not staging.exists()
+    assert list(pd.read_csv(fold / "metrics.csv")["epoch"]) == [0, 1, 2]
+
+
+def test_predict_killed_between_its_files_keeps_the_previous_views_as_one_set(setup, finished, tmp_path):
+    import shutil
+
+    from fathom.runs import Experiment
+
+    root, data = setup
+    runs = tmp_path / "runs"
+    shutil.copytree(finished, runs)
+    predict = ["predict", "--data", data, "--exp", "killed", "--runs", runs]
+    output(command(root, "none", 0, *predict))
+    exp = Experiment(runs, "killed")
+    fold = exp.fold("resnet18", 0)
+    before, views = fold_digest(fold.tta_dir), exp.views_file.read_text()
+    assert exp.same_tta_views([fold]) == ["1x", "1x+hflip"]
+    assert run(command(root, "saved-npz", 1, *predict, "tta_scales=[1.0,1.25]")) == -signal.SIGKILL
+    assert (fold.path / "tta.staging" / "oof.npz").is_file(), "the kill came after the new oof file"
+    assert fold_digest(fold.tta_dir) == before and exp.views_file.read_text() == views
+    assert exp.same_tta_views([fold]) == ["1x", "1x+hflip"]
+    output(command(root, "none", 0, *predict, "tta_scales=[1.0,1.25]"))
+    assert exp.same_tta_views([fold]) == ["1x", "1x+hflip", "1.25x", "1.25x+hflip"]
+    assert not list(runs.rglob("*.staging")) and not list(runs.rglob("*.replaced")) and not list(runs.rglob("*.tmp"))
+
+
+def test_a_full_disk_during_a_retrain_is_one_line_and_the_finished_fold_stays_whole(setup, finished, tmp_path):
+    """ENOSPC for real: the run folder on a small tmpfs (a user and mount namespace, `unshare -r -m`), with room
+    for the finished run and less than one checkpoint. Skipped where such a filesystem cannot be mounted."""
+    import shutil
+
+    root, data = setup
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if not shutil.which("unshare") or subprocess.run(
+            ["unshare", "-r", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m none {mount}"],
+            capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (unshare -r -m and mount refused)")
+    used = sum(p.stat().st_size for p in finished.rglob("*") if p.is_file())
+    best = (finished / "killed" / "resnet18" / "fold_0" / "best.pt").stat().st_size
+    train = shlex.join(command(root, "none", 0, *train_command(root, data, mount / "runs")[4:], "folds=[0]", "epochs=2",
+                               "lr=0.01"))
+    script = (f"mount -t tmpfs -o size={(used + best // 2) // 1024}k none {mount} && cp -a {finished} {mount}/runs && "
+              f"{train}; echo exit=$?; cp -a {mount}/runs {tmp_path}/after")
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    done = subprocess.run(["unshare", "-r", "-m", "sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert "exit=2" in done.stdout, done.stdout + done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr and last.startswith("error: ") and "No space left on device" in last, last
+    assert "free space on that disk" in last
+    fold = "killed/resnet18/fold_0"
+    assert fold_digest(tmp_path / "after" / fold) == fold_digest(finished / fold)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -16,10 +17,10 @@ from fathom.runs import (Done, EnsembleRecord, Experiment, FoldDir, OofScores, O
                          SubmissionRecord, Summary, read_record, write_record)
 
 
-def predictions(ids, seed=0, **extras) -> Predictions:
+def predictions(ids, seed=0, views=(), **extras) -> Predictions:
     rng = np.random.default_rng(seed)
     n = len(ids)
-    return Predictions(np.array(ids), rng.random((n, N_FINE)), rng.random((n, N_SUPER)), extras)
+    return Predictions(np.array(ids), rng.random((n, N_FINE)), rng.random((n, N_SUPER)), extras, views)
 
 
 def ensemble_record() -> EnsembleRecord:
@@ -35,7 +36,11 @@ def test_every_path_of_a_run_comes_from_the_layer(tmp_path):
     exp = Experiment(tmp_path, "e")
     fold = exp.fold("resnet18", 3)
     assert fold.path == tmp_path / "e" / "resnet18" / "fold_3" and (fold.backbone, fold.fold) == ("resnet18", 3)
-    assert fold.predictions("oof").name == "oof.npz" and fold.predictions("test", tta=True).name == "test_tta.npz"
+    assert fold.predictions("oof").name == "oof.npz" and fold.predictions("test", tta=True) == fold.path / "tta" / "test.npz"
+    assert fold.staging.path == tmp_path / "e" / "staging" / "resnet18" / "fold_3" and fold.staging.label == fold.label
+    probe = exp.probe("resnet18", 1)
+    assert probe.staging.path == tmp_path / "e" / "staging" / "probe" / "resnet18" / "fold_1"
+    assert probe.label == probe.staging.label == "resnet18 probe 1"
     assert exp.predictions("oof", "resnet18", tta=True) == tmp_path / "e" / "tta" / "oof" / "resnet18.npz"
     assert exp.ensemble_predictions("test") == tmp_path / "e" / "ensemble" / "test.npz"
     with pytest.raises(ValueError, match="split"):
@@ -51,6 +56,65 @@ def test_finished_folds_are_the_ones_with_done_records_in_fold_order(tmp_path):
     assert {b: [d.fold for d in ds] for b, ds in exp.finished_folds().items()} == {"a": [0], "b": [2, 10]}
     with pytest.raises(DataError, match="no finished folds"):
         Experiment(tmp_path, "other").require_finished_folds()
+
+
+def test_a_folder_replacement_cut_between_its_renames_is_finished_by_the_next_writer(tmp_path):
+    """replace_folder moves the old fold aside, then renames the staging folder into its place: a kill between
+    the two leaves no fold folder; Experiment.settle (every writer runs it under the lock) finishes the move."""
+    from fathom.atomic import aside_of, replace_folder
+
+    exp = Experiment(tmp_path, "e")
+    fold = exp.fold("resnet18", 0)
+    for folder, run in ((fold.path, "old"), (fold.staging.path, "new")):
+        folder.mkdir(parents=True)
+        (folder / "done.json").write_text(run)
+    os.rename(fold.path, aside_of(fold.staging.path))  # the first rename, then the kill
+    assert not exp.finished_folds()
+    assert exp.settle() == [fold.path]
+    assert fold.done_file.read_text() == "new" and not fold.staging.path.exists()
+    assert not aside_of(fold.staging.path).exists() and exp.settle() == []
+    staging = fold.path / "tta.staging"  # a fold's TTA set: cut after the second rename, before the old one went
+    (staging).mkdir()
+    (staging / "oof.npz").write_text("new views")
+    fold.tta_dir.mkdir()
+    replace_folder(staging, fold.tta_dir)
+    aside_of(staging).mkdir()
+    assert exp.settle() == [fold.tta_dir] and (fold.tta_dir / "oof.npz").read_text() == "new views"
+
+
+def test_a_staged_folder_replaces_its_target_whole_or_not_at_all(tmp_path):
+    from fathom.atomic import staged_folder
+
+    target = tmp_path / "tta"
+    target.mkdir()
+    (target / "oof.npz").write_text("old")
+    (target / "test.npz").write_text("old")
+    with pytest.raises(RuntimeError):
+        with staged_folder(target) as staging:
+            (staging / "oof.npz").write_text("new")
+            raise RuntimeError("killed between the files")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tta"]
+    assert (target / "oof.npz").read_text() == (target / "test.npz").read_text() == "old"
+    (tmp_path / "tta.staging").mkdir()  # a SIGKILL's leftover: the next run of the step removes it
+    (tmp_path / "tta.staging" / "oof.npz").write_text("half")
+    with staged_folder(target) as staging:
+        (staging / "oof.npz").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tta"] and [p.name for p in target.iterdir()] == ["oof.npz"]
+
+
+def test_tta_files_of_different_views_are_refused_naming_the_fold(tmp_path):
+    exp = Experiment(tmp_path, "e")
+    folds = [exp.fold("resnet18", k) for k in (0, 1)]
+    for fold, views in zip(folds, (("1x", "1x+hflip"), ("1x",))):
+        for split in ("oof", "test"):
+            predictions(["x"], 0, views=views).save(fold.predictions(split, tta=True))
+    assert folds[0].tta_views() == ["1x", "1x+hflip"] and folds[0].has_tta()
+    with pytest.raises(DataError, match=r"resnet18 fold 0: 1x, 1x\+hflip; resnet18 fold 1: 1x"):
+        exp.same_tta_views(folds)
+    predictions(["x"], 0, views=("1x",)).save(folds[0].predictions("test", tta=True))
+    with pytest.raises(DataError, match=r"tta: resnet18 fold 0: its oof and test TTA files hold different views"):
+        exp.same_tta_views(folds)
+    assert exp.same_tta_views(folds[1:]) == ["1x"]
 
 
 def test_records_round_trip_with_nan_written_as_null(tmp_path):

@@ -212,7 +212,7 @@ def test_crops_and_tiles_end_to_end(demo_dir, tmp_path):
     assert np.allclose(again["fine"], oof.fine, atol=1e-5) and np.allclose(again["tile_evidence"], evidence, atol=1e-5)
 
     assert predict_experiment(dataset, tmp_path / "runs", "crops")["resnet18"] == ["1x", "1x+hflip"]
-    tta = Predictions.load(fold / "oof_tta.npz")
+    tta = Predictions.load(fold / "tta" / "oof.npz")
     test = Predictions.load(tmp_path / "runs" / "crops" / "test" / "resnet18.npz")
     assert "tile_evidence" in tta.extras and "tile_evidence" in test.extras  # oof and test files agree
     record, prediction = fit_ensemble(dataset, tmp_path / "runs", "crops", write=False)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 import conftest
 import fathom.train.fold as fold_module
@@ -147,8 +148,8 @@ def test_interrupted_run_resumes_to_the_same_state(tiny, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(cfg, dataset, folds, tmp_path / "resumed")
     monkeypatch.setattr(fold_module, "train_one_epoch", original)
-    last = tmp_path / "resumed" / "tiny" / "resnet18" / "fold_0" / "last.pt"
-    assert load_checkpoint(last)["epoch"] == 0
+    last = tmp_path / "resumed" / "tiny" / "staging" / "resnet18" / "fold_0" / "last.pt"
+    assert load_checkpoint(last)["epoch"] == 0 and not (tmp_path / "resumed" / "tiny" / "resnet18").exists()
     train(cfg, dataset, folds, tmp_path / "resumed", resume=True)
 
     def final(root):
@@ -181,8 +182,9 @@ def test_a_time_budget_stops_at_an_epoch_boundary_and_the_run_resumes(tiny, tmp_
     cfg = tiny_config(tmp_path, epochs=3, folds=[0, 1], time_budget_h=1.5, checkpoint_every=checkpoint_every)
     assert train(cfg, dataset, folds, tmp_path / "runs") == {}  # no backbone finished: nothing assembled
     fold0, fold1 = (tmp_path / "runs" / "tiny" / "resnet18" / f"fold_{k}" for k in (0, 1))
-    assert load_checkpoint(fold0 / "last.pt")["epoch"] == 1 and not (fold0 / "done.json").exists()
-    assert not fold1.exists(), "the next fold does not start past the budget"
+    staging = tmp_path / "runs" / "tiny" / "staging" / "resnet18"
+    assert load_checkpoint(staging / "fold_0" / "last.pt")["epoch"] == 1 and not fold0.exists()
+    assert not fold1.exists() and not (staging / "fold_1").exists(), "the next fold does not start past the budget"
     assert not (tmp_path / "runs" / "tiny" / "oof" / "resnet18.npz").exists()
 
     clock["now"] = 0.0
@@ -190,7 +192,51 @@ def test_a_time_budget_stops_at_an_epoch_boundary_and_the_run_resumes(tiny, tmp_
     assert set(scores) == {"resnet18", "prior"}
     assert list(pd.read_csv(fold0 / "metrics.csv")["epoch"]) == [0, 1, 2]  # resumed at epoch 2, not retrained
     assert (fold0 / "done.json").is_file() and not (fold0 / "last.pt").exists()
-    assert (fold1 / "done.json").is_file()
+    assert (fold1 / "done.json").is_file() and not staging.parent.exists(), "finished runs leave no staging folder"
+
+
+def test_a_failed_retrain_leaves_the_finished_fold_whole_and_resumes_from_its_staging_folder(tiny, tmp_path,
+                                                                                                monkeypatch):
+    """A fold is a transaction: a retrain with another config writes into staging/ and replaces the fold folder
+    only once done.json is written; cut short, the old fold stays byte for byte and is reused by its own
+    config; `--resume` of the new config continues the staging folder it began."""
+    import hashlib
+
+    dataset, folds = tiny
+    cfg = tiny_config(tmp_path, epochs=1)
+    runs = tmp_path / "runs"
+    train(cfg, dataset, folds, runs)
+    fold = runs / "tiny" / "resnet18" / "fold_0"
+
+    def digest() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(fold.iterdir())}
+
+    before = digest()
+    original = fold_module.train_one_epoch
+    calls = {"n": 0}
+
+    def dies_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return original(*args, **kwargs)
+
+    changed = dataclasses.replace(cfg, epochs=2, lr=5e-4, checkpoint_every=1)
+    monkeypatch.setattr(fold_module, "train_one_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(changed, dataset, folds, runs)
+    monkeypatch.setattr(fold_module, "train_one_epoch", original)
+    staging = runs / "tiny" / "staging" / "resnet18" / "fold_0"
+    assert digest() == before, "the finished fold changed"
+    assert load_checkpoint(staging / "last.pt")["epoch"] == 0
+    assert yaml.safe_load((staging / "config.yaml").read_text())["lr"] == 5e-4
+    first_epoch = pd.read_csv(staging / "metrics.csv")
+    train(cfg, dataset, folds, runs)  # its own config: reused as it is
+    assert digest() == before
+    train(changed, dataset, folds, runs, resume=True)  # the new config's run, continued after its epoch 0
+    metrics = pd.read_csv(fold / "metrics.csv")
+    assert list(metrics["epoch"]) == [0, 1] and metrics["train_loss"][0] == first_epoch["train_loss"][0]
+    assert yaml.safe_load((fold / "config.yaml").read_text())["lr"] == 5e-4 and not staging.exists()
 
 
 def test_fold_out_of_range_is_an_error(tiny, tmp_path):
@@ -269,7 +315,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     monkeypatch.setattr(fold_module.FathomLoss, "forward", diverges_in_second_epoch)
     with pytest.raises(FathomError, match=r"e1: loss became nan at batch 0; the last good checkpoint is kept"):
         train(cfg, dataset, folds, tmp_path / "runs")
-    fold = tmp_path / "runs" / "tiny" / "resnet18" / "fold_0"
+    fold = tmp_path / "runs" / "tiny" / "staging" / "resnet18" / "fold_0"
     assert load_checkpoint(fold / "last.pt")["epoch"] == 0 and load_checkpoint(fold / "best.pt")["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in load_checkpoint(fold / "last.pt")["model"].values()
                if v.is_floating_point())

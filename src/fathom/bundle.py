@@ -35,7 +35,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 # the CLI's --dir-mode defaults to skip, which drops every subfolder (wheels/, weights/, src/, runs/)
 UPLOAD = ("kaggle datasets create -p THIS_FOLDER --dir-mode tar  "
           "(a new version: kaggle datasets version -p THIS_FOLDER --dir-mode tar -m MSG)")
-RUN_FILES_LEFT_OUT = ("last.pt", "*.tmp", "wandb", "__pycache__", ".writer.*")  # resume state, logs, the writer lock
+# resume state (last.pt, runs begun), logs, the writer lock
+RUN_FILES_LEFT_OUT = ("last.pt", "*.tmp", "staging", "*.staging", "*.replaced", "wandb", "__pycache__", ".writer.*")
 
 
 def source_checkout() -> Path:
@@ -147,6 +148,8 @@ def build_bundle(out: Path, backbones: list[str] = (), weights_from: Path | None
     out = Path(out)
     if out.exists() and not (out / MANIFEST).is_file():
         raise DataError(out, "exists and is not a bundle", hint="choose a new folder for --out")
+    if exp:  # before the downloads: a run with nothing to ship stops here
+        Experiment(runs or Path("runs"), exp).require_finished_folds()
     building = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     try:
@@ -192,11 +195,11 @@ def weight_overrides(bundle: Path) -> list[str]:
 
 def restore_for_training(outputs: list[Path], runs: Path, exp: str) -> list[str]:
     """Before a training session continues earlier ones: copy `runs/<exp>` of each earlier notebook
-    output (attached under /kaggle/input, read-only; oldest first) into `runs/<exp>`, unfinished folds
-    and their last.pt included, so `train --resume` finishes what they began. Files are copied, not
-    linked: this session's output must stand without its inputs. A later output's fold replaces an
-    earlier one's, except that a finished fold is never replaced by an unfinished one. Returns the
-    restored folds as "backbone/fold_k (finished|unfinished)"."""
+    output (attached under /kaggle/input, read-only; oldest first) into `runs/<exp>`: its finished folds and
+    probes, and its staging folders (runs begun, with their last.pt), so `train --resume` finishes what they
+    began. Files are copied, not linked: this session's output must stand without its inputs. A later
+    output's fold (or staging folder) replaces an earlier one's. Returns the restored folds as
+    "backbone/fold_k (finished)" or "staging/backbone/fold_k (unfinished)"."""
     dest = Path(runs) / exp
     restored: dict[str, str] = {}
     for output in map(Path, outputs):
@@ -204,14 +207,15 @@ def restore_for_training(outputs: list[Path], runs: Path, exp: str) -> list[str]
         if source.name != exp or not source.is_dir():
             raise DataError(output, f"holds no runs/{exp}/ folder",
                             hint="attach the output of an earlier session of this notebook with the same CONFIG")
-        for fold_dir in sorted(source.glob(f"*/{FoldDir.PREFIX}*")):
-            key, finished = f"{fold_dir.parent.name}/{fold_dir.name}", (fold_dir / "done.json").is_file()
-            if restored.get(key) == "finished" and not finished:
-                continue
+        run = Experiment(source.parent, exp)
+        finished = [d.path for d in (*(d for ds in run.finished_folds().values() for d in ds), *run.finished_probes())]
+        begun = [p for p in run.staging_root.rglob(f"{FoldDir.PREFIX}*") if p.is_dir() and p.suffix == ""]
+        for fold_dir in sorted(finished + begun):
+            key = fold_dir.relative_to(source).as_posix()
             target = dest / key
             shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(fold_dir, target, ignore=shutil.ignore_patterns("*.tmp"))
-            restored[key] = "finished" if finished else "unfinished"
+            shutil.copytree(fold_dir, target, ignore=shutil.ignore_patterns("*.tmp", "*.staging", "*.replaced"))
+            restored[key] = "unfinished" if fold_dir in begun else "finished"
         if (source / "summary.json").is_file():
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / "summary.json", dest / "summary.json")
@@ -243,7 +247,7 @@ def restore_run(sources: Path | list[Path], runs: Path) -> Path:
         if src.endswith(".pt"):
             os.symlink(os.path.abspath(src), dst)
         else:
-            shutil.copy2(src, dst)  # keeps mtimes: TTA files stay newer than their fold's done.json
+            shutil.copy2(src, dst)  # keeps mtimes: the ensemble stays newer than the folds it was fit on
 
     for source in sources:
         shutil.copytree(source, dest, copy_function=copy, dirs_exist_ok=True)

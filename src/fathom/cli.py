@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from fathom import paths
-from fathom.errors import FathomError, at_least, one_line, os_error_line
+from fathom.errors import FathomError, one_line, os_error_line
 
 log = logging.getLogger("fathom")
 
@@ -21,6 +21,40 @@ Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[a
 COMMANDS: list[Command] = []  # (name, help, its arguments, what it runs), in the order `--help` lists them
 GROUPS = {"bench": "benchmarks: `bench speed` (throughput, FLOP/s, memory), `bench quality` (ablations), "
                    "`bench demo` (the demo's targets), `bench worlds` (the demo worlds side by side), `bench scale`"}
+
+
+SMALLEST_IMAGE = 32  # px: the backbones' five stride-2 stages leave one cell
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like every other failure (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: command line: {message} -- see `{self.prog} --help`\n")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type`: an integer no smaller than `minimum` (a usage error naming the option otherwise)."""
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+    return integer
+
+
+def fraction(text: str) -> float:
+    """An argparse `type`: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text}")
+    return value
 
 
 def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentParser], None]):
@@ -75,9 +109,9 @@ def record_bench(result: dict, out: Path | None) -> None:
 
 def demo_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("data/demo"))
-    p.add_argument("--n-train", type=int, default=800)
-    p.add_argument("--n-eval", type=int, default=400)
-    p.add_argument("--size", type=int, default=640, help="long side of the large frames, px")
+    p.add_argument("--n-train", type=at_least(10), default=800)
+    p.add_argument("--n-eval", type=at_least(2), default=400)
+    p.add_argument("--size", type=at_least(SMALLEST_IMAGE), default=640, help="long side of the large frames, px")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     from fathom.demo.worlds import DEFAULT_WORLD, WORLDS
@@ -90,8 +124,7 @@ def demo_data_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_demo_data(args) -> int:
     from fathom.demo.make import make_demo
 
-    built = make_demo(args.out, at_least(args.n_train, 10, "--n-train"), at_least(args.n_eval, 2, "--n-eval"),
-                      at_least(args.size, 32, "--size"), args.seed, force=args.force, world=args.world)
+    built = make_demo(args.out, args.n_train, args.n_eval, args.size, args.seed, force=args.force, world=args.world)
     print(f"demo data {'written to' if built else 'up to date in'} {args.out}")
     return 0
 
@@ -121,7 +154,7 @@ def cmd_download(args) -> int:
 
 def folds_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p, images=False)
-    p.add_argument("--n-folds", type=int, default=5)
+    p.add_argument("--n-folds", type=at_least(2), default=5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--group", choices=["dive"], default=None,
                    help="keep every dive (from coco_url) in one fold: validation on unseen dives, like the test")
@@ -133,7 +166,7 @@ def cmd_folds(args) -> int:
     from fathom.folds import make_folds, summarize, write_folds
 
     dataset = load(args, check_images=False)
-    folds = make_folds(dataset.train, dataset.categories, at_least(args.n_folds, 2, "--n-folds"), args.seed, args.group)
+    folds = make_folds(dataset.train, dataset.categories, args.n_folds, args.seed, args.group)
     write_folds(folds, args.out)
     print(summarize(folds, dataset.train).to_string(index=False))
     print(f"wrote {len(folds)} ids in {args.n_folds} folds to {args.out}")
@@ -185,9 +218,11 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_train(args) -> int:
     from fathom.config import load_config
     from fathom.folds import read_folds
+    from fathom.models.net import check_backbones
     from fathom.train.run import train
 
     cfg = load_config(args.config, args.overrides)
+    check_backbones([args.backbone] if args.backbone else cfg.backbones)
     dataset = load(args)
     folds = read_folds(args.folds, dataset.train["id"])
     with writer_lock(args, cfg.name, create=True):
@@ -332,7 +367,7 @@ def explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ids", nargs="+", required=True, help="train or eval image ids")
     p.add_argument("--out", type=Path, required=True, help="folder for <id>.png")
     p.add_argument("--backbone", default=None, help="default: the ensemble's heaviest member, else the first")
-    p.add_argument("--top", type=int, default=3, help="categories per image")
+    p.add_argument("--top", type=at_least(1), default=3, help="categories per image")
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
 
 
@@ -351,7 +386,7 @@ def distill_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", required=True, help="the student backbone, e.g. resnet18")
     p.add_argument("--folds", type=Path, required=True, help="the teacher's id,fold file")
     p.add_argument("--config", default="demo", help="the student's recipe (default: %(default)s)")
-    p.add_argument("--weight", type=float, default=0.5, help="share of the soft labels in the targets")
+    p.add_argument("--weight", type=fraction, default=0.5, help="share of the soft labels in the targets")
     p.add_argument("--runs", type=Path, default=paths.runs_dir())
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for the student")
 
@@ -402,9 +437,9 @@ def bench_speed_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     p.add_argument("--config", default="demo", help="whose backbones and per-backbone settings (default: %(default)s)")
     p.add_argument("--backbones", nargs="+", default=None)
-    p.add_argument("--sizes", nargs="+", type=int, default=[64, 224])
-    p.add_argument("--n-images", type=int, default=128, help="images per loader / epoch measurement")
-    p.add_argument("--repeats", type=int, default=3, help="timed batches per model-step measurement")
+    p.add_argument("--sizes", nargs="+", type=at_least(SMALLEST_IMAGE), default=[64, 224])
+    p.add_argument("--n-images", type=at_least(1), default=128, help="images per loader / epoch measurement")
+    p.add_argument("--repeats", type=at_least(1), default=3, help="timed batches per model-step measurement")
     p.add_argument("--compile", action="store_true", help="add a torch.compile variant")
     p.add_argument("--rss-folds", type=Path, default=None, help="also measure peak RSS of one-fold training runs")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
@@ -503,10 +538,11 @@ def cmd_bench_worlds(args) -> int:
 
 def bench_cache_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
-    p.add_argument("--n-images", type=int, default=48, help="train frames to cache (default: %(default)s)")
-    p.add_argument("--long-side", type=int, default=960, help="(default: %(default)s, the full config's)")
-    p.add_argument("--crop-size", type=int, default=384, help="(default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=384, help="(default: %(default)s)")
+    p.add_argument("--n-images", type=at_least(1), default=48, help="train frames to cache (default: %(default)s)")
+    p.add_argument("--long-side", type=at_least(SMALLEST_IMAGE), default=960,
+                   help="(default: %(default)s, the full config's)")
+    p.add_argument("--crop-size", type=at_least(SMALLEST_IMAGE), default=384, help="(default: %(default)s)")
+    p.add_argument("--image-size", type=at_least(SMALLEST_IMAGE), default=384, help="(default: %(default)s)")
     p.add_argument("--real", type=Path, default=None, help="a folder with the real label files: project their size")
     p.add_argument("--cache-dir", type=Path, default=None, help="where the temporary caches go (default: the system's)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
@@ -536,13 +572,15 @@ def cmd_bench_cache(args) -> int:
 
 def bench_gpu_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbones", nargs="+", default=["resnet18", "densenet121", "efficientnet_b0", "convnext_tiny"])
-    p.add_argument("--size", type=int, default=384, help="(default: %(default)s, the full config's)")
-    p.add_argument("--batch", type=int, default=32, help="(default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=10, help="timed batches per step measurement")
+    p.add_argument("--size", type=at_least(SMALLEST_IMAGE), default=384, help="(default: %(default)s, the full config's)")
+    p.add_argument("--batch", type=at_least(1), default=32, help="(default: %(default)s)")
+    p.add_argument("--repeats", type=at_least(1), default=10, help="timed batches per step measurement")
     p.add_argument("--compile", action="store_true", help="add a torch.compile (fp16) variant")
-    p.add_argument("--crop-size", type=int, default=384, help="crops and tiles, in pixels at long side 960")
-    p.add_argument("--frames", type=int, default=96, help="rendered 1920x1080 training frames (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=4, help="loader workers of the training (default: %(default)s)")
+    p.add_argument("--crop-size", type=at_least(SMALLEST_IMAGE), default=384,
+                   help="crops and tiles, in pixels at long side 960")
+    p.add_argument("--frames", type=at_least(1), default=96,
+                   help="rendered 1920x1080 training frames (default: %(default)s)")
+    p.add_argument("--workers", type=at_least(0), default=4, help="loader workers of the training (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--benchmarks", type=Path, default=None, help="write the tables into this file's GPU-check section")
 
@@ -565,9 +603,10 @@ def cmd_bench_gpu(args) -> int:
 def bench_scale_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="demo", help="(default: %(default)s)")
     p.add_argument("--backbone", default="resnet18", help="(default: %(default)s)")
-    p.add_argument("--images", nargs="+", type=int, default=[500, 2000, 8000], help="training image counts")
-    p.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 256], help="image sizes (at the first count)")
-    p.add_argument("--n-eval", type=int, default=100, help="eval images of every point")
+    p.add_argument("--images", nargs="+", type=at_least(10), default=[500, 2000, 8000], help="training image counts")
+    p.add_argument("--sizes", nargs="+", type=at_least(SMALLEST_IMAGE), default=[64, 128, 256],
+                   help="image sizes (at the first count)")
+    p.add_argument("--n-eval", type=at_least(2), default=100, help="eval images of every point")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON and a log-log plot (.png)")
 
 
@@ -586,7 +625,7 @@ def cmd_bench_scale(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """One subparser per registered command (`bench X` nests under `bench`), in registration order."""
-    parser = argparse.ArgumentParser(prog="python -m fathom", description=__doc__)
+    parser = Parser(prog="python -m fathom", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -613,11 +652,14 @@ def run_command(*args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)  # key=value overrides may stand before or after the options
-    if extra:
-        if not hasattr(args, "overrides") or any(t.startswith("-") or "=" not in t for t in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.overrides += extra
+    try:
+        args, extra = parser.parse_known_args(argv)  # key=value overrides may stand before or after the options
+        if extra:
+            if not hasattr(args, "overrides") or any(t.startswith("-") or "=" not in t for t in extra):
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            args.overrides += extra
+    except SystemExit as stop:  # --help (0) or a usage error, already printed as one line (2)
+        return stop.code
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.func(args)

@@ -64,10 +64,3 @@ def os_error_line(err: OSError) -> str:
     text = f"{where}{err.strerror or one_line(str(err))}"
     hint = OS_HINTS.get(err.errno)
     return one_line(f"{text} -- {hint}" if hint else text)
-
-
-def at_least(value: int, minimum: int, option: str) -> int:
-    """A numeric command-line option's value, or a DataError naming it."""
-    if value < minimum:
-        raise DataError("command line", f"{option} must be at least {minimum}, not {value}", where=option)
-    return value

@@ -6,6 +6,7 @@ version), and any of the extras, each with N rows:
 - `embedding` [N, D] float16: a pooled feature vector per image;
 - `osd` [N]: the out-of-sample score itself, written only by the steps that choose it (the ensemble,
   the prior): a fold's files never hold one.
+and `views` [V] str: the test-time augmentation views a fold's TTA file averaged (fathom.infer.tta).
 Files of an older layout (format 1 held an `osd` array whose meaning depended on the writer) are
 refused with a message to write them again, never misread. Where files live: fathom.runs.
 """
@@ -41,6 +42,7 @@ class Predictions:
     fine: np.ndarray
     super: np.ndarray
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    views: tuple[str, ...] = ()  # TTA files: the views averaged, e.g. ('1x', '1x+hflip')
 
     def __post_init__(self):
         self.ids = np.asarray(self.ids).astype(str)
@@ -66,7 +68,7 @@ class Predictions:
 
     def rows(self, order: np.ndarray) -> "Predictions":
         return Predictions(self.ids[order], self.fine[order], self.super[order],
-                           {k: v[order] for k, v in self.extras.items()})
+                           {k: v[order] for k, v in self.extras.items()}, self.views)
 
     def aligned_to(self, ids: Sequence[str]) -> "Predictions":
         """The same predictions reordered to `ids`; raises when the id sets differ."""
@@ -78,7 +80,21 @@ class Predictions:
 
     def save(self, path: str | Path) -> None:
         write_npz(path, ids=self.ids, fine=self.fine.astype(np.float32), super=self.super.astype(np.float32),
-                  format=np.int64(FORMAT), **{k: np.asarray(v).astype(EXTRAS[k]) for k, v in self.extras.items()})
+                  format=np.int64(FORMAT), **{k: np.asarray(v).astype(EXTRAS[k]) for k, v in self.extras.items()},
+                  **({"views": np.array(self.views, dtype=str)} if self.views else {}))
+
+    @staticmethod
+    def views_of(path: str | Path) -> tuple[str, ...]:
+        """The `views` of a prediction file (reads that array alone); () when it holds none."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return tuple(map(str, data["views"])) if "views" in data.files else ()
+        except FileNotFoundError:
+            raise DataError(path, "prediction file not found") from None
+        except Exception as err:
+            raise DataError(path, f"unreadable prediction file ({err.__class__.__name__}: {str(err)[:160]})",
+                            hint="delete it and run the step that writes it again") from None
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictions":
@@ -89,7 +105,8 @@ class Predictions:
             with np.load(path, allow_pickle=False) as data:
                 check_layout(path, data.files, int(data["format"]) if "format" in data.files else 1)
                 extras = {k: data[k] for k in data.files if k in EXTRAS}
-                predictions = cls(data["ids"], data["fine"], data["super"], extras)
+                views = tuple(map(str, data["views"])) if "views" in data.files else ()
+                predictions = cls(data["ids"], data["fine"], data["super"], extras, views)
         except DataError:
             raise
         except Exception as err:  # a truncated zip, a pickled array, shapes that disagree
@@ -115,7 +132,7 @@ def check_layout(path: Path, names: list[str], version: int) -> None:
     missing = {"ids", "fine", "super"} - set(names)
     if missing:
         raise DataError(path, f"missing arrays {sorted(missing)}")
-    unknown = set(names) - {"ids", "fine", "super", "format", *EXTRAS}
+    unknown = set(names) - {"ids", "fine", "super", "format", "views", *EXTRAS}
     if unknown:
         raise DataError(path, f"unknown arrays {sorted(unknown)}", hint="run the step that wrote it again")
 

@@ -2,12 +2,14 @@
 
 runs/<exp>/                                   Experiment
   summary.json                                Summary: OOF MAP@20 of each backbone and of the prior
-  <backbone>/fold_<k>/                        FoldDir
-    config.yaml meta.json metrics.csv         the resolved config, provenance, one row per epoch
-    best.pt last.pt                           checkpoints (last.pt: resume)
-    oof.npz test.npz                          the fold's validation and eval predictions (fathom.predictions)
-    oof_tta.npz test_tta.npz                  the same under test-time augmentation
-    done.json                                 Done: written last; a fold without it is unfinished
+  <backbone>/fold_<k>/                        FoldDir: only ever a finished fold, every file from one run
+    config.yaml meta.json metrics.csv         the resolved config, provenance (and fingerprint), one row per epoch
+    best.pt last.pt                           checkpoints (last.pt: resume; kept only with keep_last)
+    oof.npz test.npz train.npz                the fold's validation, eval and reference predictions
+    done.json                                 Done: written last
+    tta/oof.npz tta/test.npz                  the same under test-time augmentation (`predict`), one set
+  staging/<backbone>/fold_<k>/                a fold being trained (resumable); replaces fold_<k> once done
+  staging/probe/<backbone>/fold_<h>/          the same for a probe
   oof/<model>.npz test/<model>.npz            every fold's validation rows; eval rows averaged over folds
   tta/oof/<model>.npz tta/test/<model>.npz    the same from the TTA files; tta/views.json
   appearance.npz                              FrameAppearance of every train and eval frame (train writes it)
@@ -17,6 +19,11 @@ runs/<exp>/                                   Experiment
   ensemble/osd_scores.npz                     every osd candidate's scores (fathom.ensemble.osd_choice)
   report.md report_*.png distill.json
 submissions/<name>.csv, <name>.json           the submission and its SubmissionRecord
+
+A training run writes into the fold's staging folder and replaces the fold folder as a whole once done.json
+is written (fathom.atomic.replace_folder); `predict` replaces a fold's tta/ and the experiment's tta/ the same
+way. A kill leaves the previous complete folder (or none) and a staging folder: `settle` finishes a replacement
+cut between its two renames, and every writer calls it under the writer lock.
 
 Records are dataclasses written with `write_record` and read with `read_record`: an unknown or missing key is an
 error naming the file (a record from another version is refused, never misread).
@@ -33,13 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
-from fathom.atomic import write_json
+from fathom.atomic import aside_of, settle_replacement, write_json
 from fathom.config import TrainConfig, load_config
 from fathom.errors import DataError, checked_name
+from fathom.predictions import Predictions
 
 R = TypeVar("R")
 PREDICTION_KEYS = {"tta_hflip", "tta_scales", "tta_adapt_bn", "batch_size", "infer_batch_size", "workers", "cache_dir",
                    "device"}
+STAGING = "staging"  # runs/<exp>/staging/: folds being trained (FoldDir.staging)
 SPLITS = ("oof", "test")  # what TTA predicts again; a fold also writes "train" (its training frames' own)
 FOLD_SPLITS = (*SPLITS, "train")
 
@@ -210,9 +219,20 @@ class FoldDir:
         return int(self.path.name.removeprefix(self.PREFIX))
 
     @property
+    def is_probe(self) -> bool:
+        return self.path.parent.parent.name == "probe"
+
+    @property
     def label(self) -> str:
         """How logs name it: 'resnet18 fold 0', or 'resnet18 probe 0' for a leave-categories-out probe."""
-        return f"{self.backbone} {'probe' if self.path.parent.parent.name == 'probe' else 'fold'} {self.fold}"
+        return f"{self.backbone} {'probe' if self.is_probe else 'fold'} {self.fold}"
+
+    @property
+    def staging(self) -> "FoldDir":
+        """Where a run of this fold trains until it is done: runs/<exp>/staging/<the fold's path in the run>."""
+        parts = 3 if self.is_probe else 2
+        root = self.path.parents[parts - 1]
+        return FoldDir(root / STAGING / self.path.relative_to(root))
 
     config = property(lambda self: self.path / "config.yaml")
     meta = property(lambda self: self.path / "meta.json")
@@ -221,11 +241,19 @@ class FoldDir:
     last = property(lambda self: self.path / "last.pt")
     done_file = property(lambda self: self.path / "done.json")
     unseen_file = property(lambda self: self.path / "unseen.npz")  # probes only
+    tta_dir = property(lambda self: self.path / "tta")
 
     def predictions(self, split: str, tta: bool = False) -> Path:
         """oof.npz / test.npz / train.npz (the training frames, predicted by the fold's own model: the
-        reference of the feature-based out-of-sample scores), or oof_tta.npz / test_tta.npz."""
-        return self.path / f"{check_split(split, FOLD_SPLITS if not tta else SPLITS)}{'_tta' if tta else ''}.npz"
+        reference of the feature-based out-of-sample scores), or tta/oof.npz / tta/test.npz."""
+        return (self.tta_dir if tta else self.path) / f"{check_split(split, FOLD_SPLITS if not tta else SPLITS)}.npz"
+
+    def fingerprint_started(self) -> str | None:
+        """The fingerprint of the run that wrote meta.json here (None: no readable meta.json)."""
+        try:
+            return json.loads(self.meta.read_text()).get("fingerprint")
+        except (OSError, ValueError, AttributeError):
+            return None
 
     def train_config(self, overrides: list[str] = ()) -> TrainConfig:
         """The resolved config the fold trained with (config.yaml), `key=value` overrides applied."""
@@ -250,12 +278,20 @@ class FoldDir:
     def write_done(self, done: Done) -> None:
         write_record(done, self.done_file)
 
-    def has_fresh_tta(self) -> bool:
-        """TTA files exist and were written after the fold last finished training (a retrained fold's old
-        TTA predictions come from a model that no longer exists)."""
-        finished = self.done_file.stat().st_mtime_ns
-        files = [self.predictions(split, tta=True) for split in SPLITS]
-        return all(f.is_file() and f.stat().st_mtime_ns >= finished for f in files)
+    def has_tta(self) -> bool:
+        """Whether `predict` wrote the fold's TTA files (a retrain replaces the whole fold folder, so they are
+        always the current model's)."""
+        return all(self.predictions(split, tta=True).is_file() for split in SPLITS)
+
+    def tta_views(self) -> list[str]:
+        """The views of the fold's TTA files; a DataError naming the fold when its oof and test files hold
+        different ones (files copied in from another `predict`)."""
+        views = {split: Predictions.views_of(self.predictions(split, tta=True)) for split in SPLITS}
+        if views["oof"] != views["test"]:
+            raise DataError(self.tta_dir, f"{self.label}: its oof and test TTA files hold different views "
+                            f"({', '.join(views['oof']) or 'none'} vs {', '.join(views['test']) or 'none'})",
+                            hint="run `python -m fathom predict` again: it replaces every fold's TTA files as one set")
+        return list(views["oof"])
 
 
 @dataclass(frozen=True)
@@ -302,6 +338,25 @@ class Experiment:
         return self.root / "ensemble" / f"{check_split(split)}.npz"
 
     probe_root = property(lambda self: self.root / "probe")
+    staging_root = property(lambda self: self.root / STAGING)
+
+    def settle(self) -> list[Path]:
+        """Finish every folder replacement a kill cut between its two renames (a fold, a fold's tta/, the
+        experiment's tta/); returns the folders settled. Writers call it under the writer lock."""
+        settled = []
+        for aside in sorted(self.root.rglob("*.replaced")):
+            staging = aside.with_name(aside.name.removesuffix(".replaced"))
+            if aside != aside_of(staging):
+                continue
+            if staging.name.endswith(".staging"):  # staged_folder: <target>.staging beside the target
+                target = staging.with_name(staging.name.removesuffix(".staging"))
+            elif staging.is_relative_to(self.staging_root):  # a fold: staging/<its path in the run>
+                target = self.root / staging.relative_to(self.staging_root)
+            else:
+                continue
+            if settle_replacement(staging, target):
+                settled.append(target)
+        return settled
 
     def probe(self, backbone: str, half: int) -> FoldDir:
         return FoldDir(self.probe_root / checked_name(backbone, "backbone") / f"{FoldDir.PREFIX}{half}")
@@ -336,6 +391,16 @@ class Experiment:
                             hint=f"run `python -m fathom ensemble --exp {self.name}` again")
         return record
 
+    def same_tta_views(self, dirs: list[FoldDir]) -> list[str]:
+        """The TTA views every fold in `dirs` was predicted with; a DataError naming a fold whose oof and test
+        files differ (FoldDir.tta_views), or the folds when they hold different views."""
+        views = {d.label: d.tta_views() for d in dirs}
+        if len({tuple(v) for v in views.values()}) > 1:
+            raise DataError(self.root, "folds predicted with different TTA views: " + "; ".join(
+                f"{label}: {', '.join(v) or 'none'}" for label, v in views.items()),
+                hint=f"run `python -m fathom predict --exp {self.name}` again")
+        return next(iter(views.values()), [])
+
     def summary(self) -> Summary | None:
         return read_record(Summary, self.summary_file) if self.summary_file.is_file() else None
 
@@ -365,6 +430,7 @@ def writing(experiment: Experiment, command: str, wait: bool = False, create: bo
                         "wait for it") from None
     try:
         write_json({"pid": os.getpid(), "command": command}, experiment.writer_file)
+        experiment.settle()
         yield
     finally:
         experiment.writer_file.unlink(missing_ok=True)

@@ -43,7 +43,10 @@ def ensembled(experiment: Experiment) -> tuple[EnsembleRecord, Predictions]:
     written = experiment.ensemble_predictions("test")
     if not written.is_file():
         raise DataError(written, "the ensemble's eval predictions are missing", hint=hint)
-    inputs = [d.done_file for dirs in experiment.finished_folds().values() for d in dirs]
+    folds = [d for dirs in experiment.finished_folds().values() for d in dirs]
+    if record.tta:
+        experiment.same_tta_views([d for d in folds if d.backbone in record.members and d.fold in record.folds])
+    inputs = [d.done_file for d in folds]
     inputs += [experiment.views_file] if experiment.views_file.is_file() else []
     newer = [p for p in inputs if p.stat().st_mtime_ns > written.stat().st_mtime_ns]
     if newer:

@@ -1,8 +1,8 @@
 """An experiment's models ("members") as aligned arrays, fold by fold.
 
 Every finished fold of every backbone (fathom.runs.FoldDir) holds its validation predictions (OOF
-rows) and its eval predictions; with `python -m fathom predict` they exist with TTA too (`*_tta.npz`),
-and then those are used. Only folds that every backbone finished are kept. Rows are aligned by id with a check: a member
+rows) and its eval predictions; with `python -m fathom predict` they exist with TTA too (its tta/ folder),
+and then those are used, provided every fold holds the same views. Only folds that every backbone finished are kept. Rows are aligned by id with a check: a member
 whose ids differ from the others' is an error naming its file, never a silent misalignment.
 """
 
@@ -125,10 +125,12 @@ def load_members(dataset: Dataset, runs: Path, exp: str, tta: bool = True,
     for b, ds in by_backbone.items():
         if len(ds) > len(common):
             log.warning("%s: using folds %s only (the folds every backbone finished)", b, common)
-    use_tta = tta and all(d.has_fresh_tta() for ds in dirs.values() for d in ds)
+    use_tta = tta and all(d.has_tta() for ds in dirs.values() for d in ds)
     if tta and not use_tta:
-        log.warning("%s: not every fold has TTA predictions newer than its training (run `python -m fathom "
-                    "predict --exp %s`); using the predictions saved by training", exp, exp)
+        log.warning("%s: not every fold has TTA predictions (run `python -m fathom predict --exp %s`); using the "
+                    "predictions saved by training", exp, exp)
+    if use_tta:
+        experiment.same_tta_views([d for ds in dirs.values() for d in ds])
     names = sorted(dirs)
     eval_ids = dataset.eval["id"].to_numpy().astype(str)
     oof_ids, fold_of, oof, test = [], [], {n: [] for n in names}, {n: [] for n in names}

@@ -7,7 +7,9 @@ the whole view and each tile). Views are averaged after the sigmoid, extras (til
 The fold's resolved `config.yaml` supplies the architecture, image size, batch size and precision it
 trained with; `key=value` overrides change only the views (or batch size / workers). Prediction goes
 through the same `fathom.predictor.Predictor` as training's (`Predictor.from_fold`). Files: fathom.runs
-(`*_tta.npz`, tta/).
+(each fold's tta/, the experiment's tta/), each folder written aside and swapped in whole once complete
+(fathom.atomic.staged_folder): a kill leaves the previous set, never oof files of one run and test files of
+another.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fathom.atomic import write_json
+from fathom.atomic import staged_folder, write_json
 from fathom.config import TrainConfig
 from fathom.data.layout import Dataset
 from fathom.errors import DataError
 from fathom.predictions import Predictions, combine_folds
-from fathom.runs import Experiment, FoldDir
+from fathom.runs import SPLITS, Experiment, FoldDir
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +44,20 @@ def predict_fold(fold_dir: FoldDir, path_of: dict[str, str], overrides: list[str
         from fathom.predictor import Predictor  # torch and timm: only when a view needs the model
 
         predictor = Predictor.from_fold(fold_dir, overrides)
-    out = {}
-    for split in ("oof", "test"):
-        trained = Predictions.load(fold_dir.predictions(split))
-        ids = trained.ids
-        missing = [i for i in ids if i not in path_of]
-        if missing:
-            raise DataError(fold_dir.predictions(split),
-                            f"{len(missing)} ids are not in the dataset (e.g. {missing[0]})",
-                            hint="predict with the data folder the experiment was trained on")
-        probs = trained.arrays() if predictor is None else predictor.predict([path_of[i] for i in ids], plain=trained)
-        out[split] = Predictions(ids, probs.pop("fine"), probs.pop("super"), probs)
-        out[split].save(fold_dir.predictions(split, tta=True))
+    out, views = {}, tuple(view_names(cfg))
+    with staged_folder(fold_dir.tta_dir) as staging:
+        for split in SPLITS:
+            trained = Predictions.load(fold_dir.predictions(split))
+            ids = trained.ids
+            missing = [i for i in ids if i not in path_of]
+            if missing:
+                raise DataError(fold_dir.predictions(split),
+                                f"{len(missing)} ids are not in the dataset (e.g. {missing[0]})",
+                                hint="predict with the data folder the experiment was trained on")
+            probs = trained.arrays() if predictor is None else predictor.predict([path_of[i] for i in ids],
+                                                                                 plain=trained)
+            out[split] = Predictions(ids, probs.pop("fine"), probs.pop("super"), probs, views)
+            out[split].save(staging / fold_dir.predictions(split, tta=True).name)
     return out
 
 
@@ -63,15 +67,18 @@ def predict_experiment(dataset: Dataset, runs: Path, exp: str, overrides: list[s
     folds = experiment.require_finished_folds()
     path_of = {**dict(zip(dataset.train["id"], dataset.train["path"])),
                **dict(zip(dataset.eval["id"], dataset.eval["path"]))}
-    used = {}
+    used, combined = {}, {}
     for backbone, dirs in folds.items():
         parts = []
         for fold_dir in dirs:
             log.info("%s fold %d: predicting with TTA", backbone, fold_dir.fold)
             parts.append(predict_fold(fold_dir, path_of, overrides))
-        oof, test = combine_folds(parts)
-        oof.save(experiment.predictions("oof", backbone, tta=True))
-        test.save(experiment.predictions("test", backbone, tta=True))
+        combined[backbone] = dict(zip(SPLITS, combine_folds(parts)))
         used[backbone] = view_names(dirs[0].prediction_config(overrides))
-    write_json(used, experiment.views_file)
+    tta_root = experiment.views_file.parent
+    with staged_folder(tta_root) as staging:
+        for backbone, splits in combined.items():
+            for split, predictions in splits.items():
+                predictions.save(staging / experiment.predictions(split, backbone, tta=True).relative_to(tta_root))
+        write_json(used, staging / experiment.views_file.name)
     return used

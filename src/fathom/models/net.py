@@ -87,6 +87,14 @@ class FathomNet(nn.Module):
         return timm.data.resolve_data_config(model=self.backbone)
 
 
+def check_backbones(names: list[str]) -> None:
+    """Stop before anything is built or written when a name is neither a timm architecture nor a pixel baseline."""
+    unknown = [name for name in names if name not in BASELINES and not timm.is_model(name)]
+    if unknown:
+        raise DataError("config", f"backbones {unknown}: not a timm architecture", where="backbones",
+                        hint="e.g. resnet18, densenet121, efficientnet_b0, convnext_tiny (timm.list_models() lists all)")
+
+
 def create_backbone(name: str, pretrained: bool, weights: str | None, model_kwargs: dict | None = None) -> nn.Module:
     """A timm model without classifier. `weights` (a local .pth/.safetensors state dict, e.g. from a
     Kaggle dataset) wins over `pretrained`; it is loaded strictly (only the ImageNet classifier is

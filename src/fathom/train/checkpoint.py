@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import random
 import re
@@ -10,13 +11,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fathom.atomic import atomic_path
+from fathom.atomic import atomic_open
 from fathom.errors import DataError, one_line
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Serialised in memory, then written: a full disk is then an OSError (ENOSPC) naming the file, which the
+    CLI reports as one line (torch's own file writer turns it into a RuntimeError about stream positions)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_open(path, "wb") as fh:
+        fh.write(buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:

@@ -14,9 +14,11 @@ import math
 import os
 import platform
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,7 +28,7 @@ import yaml
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 
-from fathom.atomic import atomic_open, remove_temporaries, write_csv, write_json
+from fathom.atomic import atomic_open, remove_temporaries, replace_folder, write_csv, write_json
 from fathom.config import TrainConfig, to_dict
 from fathom.data.labels import fine_multi_hot, prior_log_odds, repeat_factors, super_multi_hot
 from fathom.data.layout import Dataset
@@ -39,7 +41,7 @@ from fathom.models.net import FathomNet
 from fathom.predictions import Predictions
 from fathom.predictor import Predictor
 from fathom.provenance import git_commit
-from fathom.runs import Done, Experiment, FoldDir
+from fathom.runs import STAGING, Done, Experiment, FoldDir
 from fathom.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fathom.train.distributed import Distributed
 from fathom.train.loop import train_one_epoch
@@ -120,8 +122,12 @@ def fingerprint(cfg: TrainConfig, data: FoldData) -> str:
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
-def is_done(fold_dir: FoldDir, expected: str) -> bool:
-    """True when the fold finished with the fingerprint `expected` (its predictions can be reused)."""
+def is_done(fold_dir: FoldDir, expected: str, dist: Distributed = Distributed()) -> bool:
+    """True when the fold finished with the fingerprint `expected` (its predictions can be reused). A run that
+    finished in the staging folder but was cut before replacing the fold folder replaces it now."""
+    if dist.is_main:
+        adopt_finished_staging(fold_dir, expected)
+    dist.barrier()
     if not fold_dir.is_finished():
         return False
     try:
@@ -132,6 +138,32 @@ def is_done(fold_dir: FoldDir, expected: str) -> bool:
     log.warning("%s fold %d: config or data changed since it finished; training it again", fold_dir.backbone,
                 fold_dir.fold)
     return False
+
+
+def adopt_finished_staging(fold_dir: FoldDir, expected: str) -> None:
+    """Move a staging folder that finished (done.json) with the fingerprint `expected` into the fold's place."""
+    stage = fold_dir.staging
+    try:
+        finished = stage.is_finished() and stage.done().fingerprint == expected
+    except DataError:
+        finished = False
+    if finished:
+        log.info("%s: its run finished before it replaced the fold folder; replacing it now", fold_dir.label)
+        replace_folder(stage.path, fold_dir.path)
+
+
+def prepare_staging(stage: FoldDir, expected: str, resume: bool) -> None:
+    """The staging folder a run of the fold writes into: kept when `resume` and a run with the fingerprint
+    `expected` began it (temporaries of killed writes removed), else emptied."""
+    if stage.path.exists():
+        if resume and stage.fingerprint_started() == expected:
+            for leftover in remove_temporaries(stage.path):
+                log.info("%s: removed %s, left by a killed write", stage.label, leftover.name)
+            return
+        log.info("%s: discarding an unfinished run in %s (%s)", stage.label, stage.path,
+                 "no --resume" if not resume else "begun with another config or data")
+        shutil.rmtree(stage.path)
+    stage.path.mkdir(parents=True)
 
 
 @dataclass
@@ -316,14 +348,13 @@ def predict_best(cfg: TrainConfig, parts: FoldParts, data: FoldData, fold_dir: F
     if dist.is_main:
         for split, predictions in out.items():
             predictions.save(fold_dir.predictions(split))
+        if not cfg.keep_last:
+            fold_dir.last.unlink(missing_ok=True)  # resume state of a finished fold: only best.pt predicts
         fold_dir.write_done(Done(
             fingerprint=key, val_map20=map_at_k_from_probs(out["oof"].fine, data.targets["valid"][0]),
             seconds=time.perf_counter() - started, tile_combine=rule, tile_val_map20=rule_scores,
             views_per_frame={split: views[split].per_frame for split in ("valid", "eval") if split in splits}
             if rule is not None else None))
-        if not cfg.keep_last:
-            fold_dir.last.unlink(missing_ok=True)  # resume state of a finished fold: only best.pt predicts
-    dist.barrier()  # every rank sees done.json before deciding what to train next
     return out
 
 
@@ -341,30 +372,47 @@ def as_predictions(ids: np.ndarray, frames: dict[str, np.ndarray]) -> Prediction
                                                               if k not in ("fine", "super")})
 
 
-def write_run_info(fold_dir: FoldDir, cfg: TrainConfig, precision: Precision, world: int) -> None:
+def write_run_info(fold_dir: FoldDir, cfg: TrainConfig, precision: Precision, world: int, key: str) -> None:
     with atomic_open(fold_dir.config) as fh:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
-    write_json({"git_commit": git_commit(), "python": platform.python_version(), "torch": torch.__version__,
-                "timm": timm.__version__, "device": str(precision.device), "precision": precision.name,
-                "processes": world}, fold_dir.meta)
+    write_json({"fingerprint": key, "git_commit": git_commit(), "python": platform.python_version(),
+                "torch": torch.__version__, "timm": timm.__version__, "device": str(precision.device),
+                "precision": precision.name, "processes": world}, fold_dir.meta)
 
 
 def train_fold(cfg: TrainConfig, data: FoldData, fold_dir: FoldDir, sampling: Frames, boxes: Boxes | None,
                parent: np.ndarray, dist: Distributed, key: str, resume: bool = False,
-               tracker: Tracker | None = None, deadline: float = math.inf) -> dict[str, Predictions]:
-    """Build, fit and predict one fold; returns its {oof, test} predictions. OutOfTime past `deadline`."""
+               tracker: Tracker | None = None, deadline: float = math.inf,
+               write_extra: Callable[[FoldDir], None] | None = None) -> dict[str, Predictions]:
+    """Build, fit and predict one fold; returns its {oof, test} predictions. OutOfTime past `deadline`.
+
+    A transaction: the run writes into the fold's staging folder (`FoldDir.staging`; `write_extra` adds files
+    there, e.g. a probe's unseen.npz), which replaces the fold folder whole once done.json is written. A kill
+    or an error at any point leaves the previous finished fold (or none) and the staging folder, which
+    `resume` continues when a run with the same fingerprint began it."""
     if past_deadline(dist, deadline):  # before building the fold's model and loaders
         raise OutOfTime(f"{fold_dir.label}: not started")
-    started = time.perf_counter()
+    started, stage = time.perf_counter(), fold_dir.staging
     if dist.is_main:
-        fold_dir.path.mkdir(parents=True, exist_ok=True)
-        for leftover in remove_temporaries(fold_dir.path):
-            log.info("%s fold %d: removed %s, left by a killed write", fold_dir.backbone, fold_dir.fold, leftover.name)
+        prepare_staging(stage, key, resume)
+        if write_extra is not None:
+            write_extra(stage)
     parts = build_fold(cfg, data, fold_dir.backbone, fold_dir.fold, sampling, boxes, parent, dist)
     if dist.is_main:
-        write_run_info(fold_dir, cfg, parts.precision, dist.world)
-    fit(cfg, parts, data, fold_dir, dist, resume, tracker, deadline)
-    return predict_best(cfg, parts, data, fold_dir, dist, key, started)
+        write_run_info(stage, cfg, parts.precision, dist.world, key)
+    fit(cfg, parts, data, stage, dist, resume, tracker, deadline)
+    out = predict_best(cfg, parts, data, stage, dist, key, started)
+    if dist.is_main:
+        replace_folder(stage.path, fold_dir.path)
+        for parent in stage.path.parents:  # staging/<backbone>/ and staging/ when nothing else is begun
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            if parent.name == STAGING:
+                break
+    dist.barrier()  # every rank sees the finished fold before deciding what to train next
+    return out
 
 
 def mean_bce(probs: np.ndarray, targets: np.ndarray) -> float:

@@ -91,10 +91,11 @@ def remove_other_probes(cfg: TrainConfig, exp: Experiment) -> None:
     """Probe folders of another backbone (or every one, with `probe_share` 0) go: the ensemble reads every
     finished probe of the experiment, and those would measure a recipe the config no longer asks for."""
     keep = exp.probe(probe_backbone(cfg), 0).path.parent if cfg.probe_share else None
-    for folder in sorted(exp.probe_root.glob("*")) if exp.probe_root.is_dir() else []:
-        if folder != keep and folder.is_dir():
-            log.info("removing %s: the config's probes are %s", folder, keep.name if keep else "off")
-            shutil.rmtree(folder)
+    for root in (exp.probe_root, exp.probe(probe_backbone(cfg), 0).staging.path.parents[1]):
+        for folder in sorted(root.glob("*")) if root.is_dir() else []:
+            if folder.name != (keep.name if keep else None) and folder.is_dir():
+                log.info("removing %s: the config's probes are %s", folder, keep.name if keep else "off")
+                shutil.rmtree(folder)
 
 
 def train_probes(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Experiment, cache_files: dict,
@@ -113,14 +114,12 @@ def train_probes(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: E
             continue
         data = split_data(own, dataset, cache_files, train, valid, exp.runs, with_eval=False)
         fold_dir, key = exp.probe(probe_backbone(cfg), half), fingerprint(own, data)
-        if is_done(fold_dir, key):
+        if is_done(fold_dir, key, dist):
             log.info("%s: done, reusing it", fold_dir.label)
             continue
         unseen = unseen_flags(data)
         log.info("%s: trains on %d frames, predicts %d, of which %d hold a category it never sees",
                  fold_dir.label, len(data.ids["train"]), len(unseen), int(unseen.sum()))
-        if dist.is_main:
-            fold_dir.path.mkdir(parents=True, exist_ok=True)
-            write_npz(fold_dir.unseen_file, ids=data.ids["valid"].astype(str), unseen=unseen)
         train_fold(own, data, fold_dir, sampling_for(own), boxes, dataset.categories.parent, dist, key, resume,
-                   deadline=deadline)
+                   deadline=deadline, write_extra=lambda stage, unseen=unseen, ids=data.ids["valid"]: write_npz(
+                       stage.unseen_file, ids=ids.astype(str), unseen=unseen))

@@ -91,7 +91,7 @@ def train_folds(cfg: TrainConfig, dataset: Dataset, folds: pd.DataFrame, exp: Ex
     boxes = sampling.boxes(dataset)
     if dist.is_main:
         for folder in (exp.root, exp.prediction_dir("oof"), exp.prediction_dir("test")):
-            remove_temporaries(folder)  # fold folders are cleaned when their fold starts
+            remove_temporaries(folder)  # a fold's staging folder is cleaned when its run starts
         write_appearance(cfg, exp, cache_files)
     scores, parts, stopped = {}, [], False
     for backbone in backbones:
@@ -136,7 +136,7 @@ def fold_predictions(cfg: TrainConfig, dataset: Dataset, cache_files: dict[str, 
     """One fold's {oof, test} predictions: reused when it finished with the same fingerprint, else trained."""
     data = fold_data(cfg, dataset, cache_files, folds, fold, exp.runs)
     fold_dir, key = exp.fold(backbone, fold), fingerprint(cfg, data)
-    if is_done(fold_dir, key):
+    if is_done(fold_dir, key, dist):
         log.info("%s fold %d: done, reusing its predictions", backbone, fold)
         return {split: Predictions.load(fold_dir.predictions(split)) for split in ("oof", "test")}
     return train_fold(cfg, data, fold_dir, sampling, boxes, dataset.categories.parent, dist, key, resume, tracker,
