@@ -2,6 +2,8 @@
 # bash run.sh                              the whole pipeline on the built-in demo data (CPU, no download)
 # bash run.sh --world content              the same in the demo's second world (fathom.demo.worlds)
 # bash run.sh test [PYTEST ARGS]           set up, then run the test suite
+# bash run.sh test-kaggle [PYTEST ARGS]    the fast tier and the `kaggle` tests in .venv-kaggle, built with the
+#                                          Kaggle image's versions (requirements-kaggle.txt)
 # bash run.sh gpu-check [ARGS]             set up, then the CUDA check (python -m fathom bench gpu) into BENCHMARKS.md
 # bash run.sh --data DIR [--images DIR] [--config full|FILE]
 #                                          the pipeline on a real competition folder (train on a GPU)
@@ -25,11 +27,25 @@ setup() {
     fi
   fi
   local stamp="$VENV/.fathom-installed" want
-  want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  want=$(cat requirements.txt pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "set-up: installing requirements (first run takes a few minutes)"
-    "$PY" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    "$PY" -m pip install --quiet --disable-pip-version-check -r requirements.txt "setuptools>=70.1"
     "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+    echo "$want" > "$stamp"
+  fi
+}
+
+setup_kaggle() {  # .venv-kaggle: requirements.txt under requirements-kaggle.txt's pins (the Kaggle image's versions)
+  local venv=.venv-kaggle stamp want
+  [ -x "$venv/bin/python" ] || { echo "set-up: creating $venv"; python3 -m venv "$venv"; }
+  stamp="$venv/.fathom-installed"
+  want=$(cat requirements.txt requirements-kaggle.txt pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "set-up: installing the Kaggle image's versions into $venv (first run: a few minutes, about 8 GB)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements-kaggle.txt \
+      "setuptools>=70.1"  # builds the editable install (--no-build-isolation) with bdist_wheel built in
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
     echo "$want" > "$stamp"
   fi
 }
@@ -54,6 +70,11 @@ pipeline() {  # DATA_DIR FOLDS_CSV CONFIG SUFFIX [--images DIR]: experiments <co
   stage report --data "$data" --exp "$exp" --prior "$prior"   # runs/<exp>/report.md; closing lines: gains over the prior
 }
 
+if [ "${1:-}" = test-kaggle ]; then
+  shift
+  setup_kaggle
+  exec .venv-kaggle/bin/python -m pytest -m "not slow or kaggle" "$@"
+fi
 setup
 case "${1:-}" in
   test)
@@ -89,7 +110,7 @@ case "${1:-}" in
     echo "bash run.sh: the demo pipeline took $((SECONDS / 60)) min $((SECONDS % 60)) s after set-up"
     ;;
   *)
-    echo "usage: bash run.sh [--world gain|content | test [PYTEST ARGS] | gpu-check [ARGS] | --data DIR [--images DIR] [--config full|FILE]]" >&2
+    echo "usage: bash run.sh [--world gain|content | test [PYTEST ARGS] | test-kaggle [PYTEST ARGS] | gpu-check [ARGS] | --data DIR [--images DIR] [--config full|FILE]]" >&2
     exit 2
     ;;
 esac

@@ -63,3 +63,18 @@ def write_experiment(root: Path, demo_dir: Path, config: dict) -> tuple[Path, Pa
     path = root / f"{values['name']}.yaml"
     path.write_text(yaml.safe_dump(values))
     return root / "folds.csv", path
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server whose paths inject faults (test_download.FaultyServer), for the downloader."""
+    import threading
+
+    from test_download import FaultyServer
+
+    srv = FaultyServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()

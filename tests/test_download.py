@@ -73,16 +73,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-@pytest.fixture
-def server():
-    srv = FaultyServer()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
 def coco(tmp_path, images):
     path = tmp_path / "object_detection" / "train.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,8 @@ CASES = {
                                  "--n-images: must be at least 1"),
     "bench gpu at 8 px": (lambda d, f, t: ["bench", "gpu", "--size", "8"], "--size: must be at least 32"),
     "bench scale of 0 images": (lambda d, f, t: ["bench", "scale", "--images", "0"], "--images: must be at least 10"),
+    "a kernel dataset without its owner": (lambda d, f, t: ["kaggle-kernel", "--out", t / "kernel", "--user", "me",
+                                                            "--dataset", "fathom-bundle"], "is not OWNER/SLUG"),
     "an unknown option": (lambda d, f, t: ["report", "--data", d, "--exp", "e", "--colour", "red"],
                           "unrecognized arguments: --colour red"),
 }

@@ -70,17 +70,19 @@ def bundle(tmp_path_factory) -> Path:
     return root / "fathom-bundle"
 
 
-def mounted_like_kaggle(folder: Path, at: Path) -> Path:
+def mounted_like_kaggle(folder: Path, at: Path, under: str = "", name: str | None = None) -> Path:
     """`folder` as Kaggle mounts a dataset uploaded with `--dir-mode tar`: packed into an archive with its
-    subfolders, unpacked under /kaggle/input, every file and folder read-only."""
+    subfolders, unpacked under /kaggle/input (`at`/input, then `under`, e.g. "datasets/me"), as `name`,
+    every file and folder read-only."""
     import tarfile
 
-    archive = at / f"{folder.name}.tar"
+    name = name or folder.name
+    archive = at / f"{name}.tar"
     with tarfile.open(archive, "w") as tar:
-        tar.add(folder, arcname=folder.name)
+        tar.add(folder, arcname=name)
     with tarfile.open(archive) as tar:
-        tar.extractall(at / "input", filter="data")
-    mounted = at / "input" / folder.name
+        tar.extractall(at / "input" / under, filter="data")
+    mounted = at / "input" / under / name
     for path in sorted(mounted.rglob("*"), reverse=True) + [mounted]:
         path.chmod(0o555 if path.is_dir() else 0o444)
     return mounted
@@ -101,18 +103,21 @@ def kaggle_like_python(at: Path) -> Path:
     return at / "venv" / "bin" / "python"
 
 
+@pytest.mark.kaggle
 def test_the_bundle_round_trip_installs_and_trains_offline(bundle, demo_dir, tmp_path):
     """The bundle archived and mounted read-only as Kaggle does, 02's own install cell run in a bare
-    environment, then a tiny training from the installed wheel with the bundle's weights."""
+    environment with the internet off (it finds the bundle under INPUT), then a tiny training from the
+    installed wheel with the bundle's weights."""
     mounted = mounted_like_kaggle(bundle, tmp_path)
     python = kaggle_like_python(tmp_path)
     book = nbformat.read(NOTEBOOKS / "02_train_kaggle.ipynb", as_version=4)
     install = next(c.source for c in book.cells if c.cell_type == "code" and "find-links" in c.source)
-    script = f"""BUNDLE = {str(mounted)!r}
+    script = f"""INPUT, INTERNET, PACKAGE, BUNDLE = {str(tmp_path / 'input')!r}, False, None, None
 {install}
 import fathom
 from fathom.bundle import weight_overrides
 from fathom.cli import run_command
+BUNDLE = {str(mounted)!r}
 print("fathom from", fathom.__file__)
 run_command("folds", "--data", {str(demo_dir)!r}, "--n-folds", 3, "--out", "folds.csv")
 run_command("train", "--data", {str(demo_dir)!r}, "--folds", "folds.csv", "--config", "demo", "--runs", "runs",
@@ -126,30 +131,45 @@ run_command("train", "--data", {str(demo_dir)!r}, "--folds", "folds.csv", "--con
     assert (tmp_path / "runs" / "demo" / "resnet18" / "fold_0" / "done.json").is_file()
 
 
+@pytest.mark.kaggle
 def test_train_then_inference_notebooks_from_a_bundle(demo_dir, bundle, tmp_path):
-    """Two training sessions (the second resumes from the first's output, as a new notebook version does
-    with RESUME_FROM), the cache in scratch space, then the inference notebook on the result."""
+    """Internet off, every input mounted read-only as newer Kaggle sessions do (competitions/<slug>,
+    datasets/<owner>/<slug>, notebooks/<owner>/<slug>) and found by content. Two training sessions (the second
+    continues the first's output, attached as an input), the cache in scratch space, then the inference
+    notebook on the result."""
+    import shutil
+
     from fathom.config import load_config
     from fathom.data.layout import load_dataset
+    from fathom.kaggle import COMPETITION
     from fathom.submission import validate_submission_file
 
+    labels = tmp_path / "labels"
+    shutil.copytree(demo_dir, labels, ignore=shutil.ignore_patterns("images"))
+    mounted_like_kaggle(labels, tmp_path, "competitions", COMPETITION)
+    mounted_like_kaggle(demo_dir / "images", tmp_path, "datasets/me", "fathomnet-2023-frames")
+    mounted = mounted_like_kaggle(bundle, tmp_path, "datasets/me")
     tiny = ["backbones=[resnet18]", "image_size=32", "epochs=1", "batch_size=16", "by_backbone={}", "workers=0",
             "tta_hflip=true"]
-    session = dict(DATA=str(demo_dir), IMAGES=None, BUNDLE=str(bundle), SCRATCH=str(tmp_path / "scratch"),
-                   CONFIG="demo", BACKBONE=None, TIME_BUDGET_H=0, DEVICE="auto")
-    first = execute("02_train_kaggle", tmp_path, **session, WORK=str(tmp_path / "v1"), RESUME_FROM=[],
-                    OVERRIDES=[*tiny, "folds=[0]"])
-    assert "training in this process on the CPU" in text_of(first)
+    session = dict(INPUT=str(tmp_path / "input"), INTERNET=False, SCRATCH=str(tmp_path / "scratch"), CONFIG="demo",
+                   BACKBONE=None, TIME_BUDGET_H=0, DEVICE="auto", RESUME_FROM="auto")
+    first = execute("02_train_kaggle", tmp_path, **session, WORK=str(tmp_path / "v1"), OVERRIDES=[*tiny, "folds=[0]"])
+    text = text_of(first)
+    assert "training in this process on the CPU" in text and "mode: internet off (INTERNET)" in text
+    assert f"competition: {tmp_path / 'input' / 'competitions' / COMPETITION}" in text
+    assert f"images: {tmp_path / 'input' / 'datasets' / 'me' / 'fathomnet-2023-frames'}" in text
+    assert f"bundle: {mounted}" in text and "starting afresh" in text
+    assert "estimated score (MAP@20 + sAUC) / 2: " in text and "kaggle competitions submit -c " + COMPETITION in text
     done_v1 = (tmp_path / "v1" / "runs" / "demo" / "resnet18" / "fold_0" / "done.json").read_bytes()
-    train = execute("02_train_kaggle", tmp_path, **session, WORK=str(tmp_path / "v2"),
-                    RESUME_FROM=[str(tmp_path / "v1")], OVERRIDES=[*tiny, "folds=[0,1]"])
+    mounted_like_kaggle(tmp_path / "v1", tmp_path, "notebooks/me", "fathom-train")
+    train = execute("02_train_kaggle", tmp_path, **session, WORK=str(tmp_path / "v2"), OVERRIDES=[*tiny, "folds=[0,1]"])
     text = text_of(train)
     assert "resnet18/fold_0 (finished)" in text and "OOF MAP@20" in text
     run = tmp_path / "v2" / "runs" / "demo"
     assert (run / "resnet18" / "fold_0" / "done.json").read_bytes() == done_v1  # restored, reused, not retrained
     assert (run / "resnet18" / "fold_1" / "done.json").is_file() and not (run / "resnet18" / "fold_0").is_symlink()
     fold_cfg = load_config(str(run / "resnet18" / "fold_0" / "config.yaml"))
-    assert fold_cfg.weights == {"resnet18": str((bundle / "weights" / "resnet18.safetensors").resolve())}
+    assert fold_cfg.weights == {"resnet18": str((mounted / "weights" / "resnet18.safetensors").resolve())}
     assert (tmp_path / "v2" / "submission.csv").is_file() and "valid (" in text
     assert len(outputs(train, "text/markdown")) == 1  # the report, its plots inline
     assert "data:image/png;base64," in outputs(train, "text/markdown")[0]["data"]["text/markdown"]
@@ -160,7 +180,7 @@ def test_train_then_inference_notebooks_from_a_bundle(demo_dir, bundle, tmp_path
     assert not list(run.rglob("last.pt")), "finished folds keep no resume state"
 
     ds = load_dataset(demo_dir, check_images=False)
-    infer = execute("03_inference_kaggle", tmp_path, DATA=str(demo_dir), IMAGES=None, BUNDLE=str(bundle), RUN=str(run),
+    infer = execute("03_inference_kaggle", tmp_path, INPUT=str(tmp_path / "input"), INTERNET=False, RUN=str(run),
                     WORK=str(tmp_path / "infer"), SCRATCH=str(tmp_path / "scratch"), TTA=["tta_hflip=false"],
                     DEVICE="auto")
     submission = tmp_path / "infer" / "submission.csv"

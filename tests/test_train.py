@@ -239,6 +239,32 @@ def test_a_failed_retrain_leaves_the_finished_fold_whole_and_resumes_from_its_st
     assert yaml.safe_load((fold / "config.yaml").read_text())["lr"] == 5e-4 and not staging.exists()
 
 
+@pytest.mark.slow
+def test_the_same_weights_mounted_at_another_path_resume_without_retraining(tiny, tmp_path):
+    """A later Kaggle session mounts the bundle elsewhere: its weights' path changes, their content does not,
+    so the finished fold is reused; other weights (other bytes) retrain it."""
+    import shutil
+
+    import timm
+    from safetensors.torch import save_file
+
+    dataset, folds = tiny
+    first, second = tmp_path / "input-v1" / "resnet18.safetensors", tmp_path / "input-v2" / "resnet18.safetensors"
+    first.parent.mkdir()
+    save_file(timm.create_model("resnet18", num_classes=0).state_dict(), str(first))
+    second.parent.mkdir()
+    shutil.copy(first, second)
+    cfg = tiny_config(tmp_path, epochs=1)
+    train(dataclasses.replace(cfg, weights={"resnet18": str(first)}), dataset, folds, tmp_path / "runs")
+    done = tmp_path / "runs" / "tiny" / "resnet18" / "fold_0" / "done.json"
+    stamp = done.stat().st_mtime_ns
+    train(dataclasses.replace(cfg, weights={"resnet18": str(second)}), dataset, folds, tmp_path / "runs", resume=True)
+    assert done.stat().st_mtime_ns == stamp, "the same weights at another path retrained the fold"
+    save_file(timm.create_model("resnet18", num_classes=0).state_dict(), str(second))  # other bytes
+    train(dataclasses.replace(cfg, weights={"resnet18": str(second)}), dataset, folds, tmp_path / "runs", resume=True)
+    assert done.stat().st_mtime_ns != stamp
+
+
 def test_fold_out_of_range_is_an_error(tiny, tmp_path):
     dataset, folds = tiny
     with pytest.raises(DataError, match="fold 7 is not in the folds file"):

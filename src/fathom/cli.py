@@ -433,6 +433,55 @@ def cmd_bundle(args) -> int:
     return 0
 
 
+def kaggle_kernel_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="the folder to push: kaggle kernels push -p OUT")
+    p.add_argument("--user", required=True, help="your Kaggle user name (the kernel is USER/SLUG)")
+    p.add_argument("--notebook", default="train", help="train (02), inference (03) or a notebook's path")
+    p.add_argument("--slug", default=None, help="the kernel's slug (default: fathom-train / fathom-inference)")
+    p.add_argument("--dataset", action="append", default=[], metavar="OWNER/SLUG",
+                   help="a dataset to attach: the bundle, your images (repeatable; none needed with internet on)")
+    p.add_argument("--resume-from", action="append", default=[], metavar="OWNER/KERNEL",
+                   help="a kernel whose latest output the training continues (its finished folds are kept)")
+    p.add_argument("--package", default=None, metavar="PIP_SPEC",
+                   help="internet on, no bundle: where pip gets fathom, e.g. git+https://github.com/YOU/REPO@COMMIT")
+    p.add_argument("--no-internet", action="store_true", help="internet off: attach the bundle with --dataset")
+    p.add_argument("--cpu", action="store_true", help="no GPU (only to try the notebook)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a notebook parameter (YAML value), e.g. --set 'OVERRIDES=[\"folds=[0,1]\"]'")
+
+
+@command("kaggle-kernel", "write the folder `kaggle kernels push` takes: a notebook and its kernel-metadata.json",
+         kaggle_kernel_arguments)
+def cmd_kaggle_kernel(args) -> int:
+    import yaml
+
+    from fathom.bundle import source_checkout
+    from fathom.kaggle import write_kernel
+
+    names = {"train": "02_train_kaggle.ipynb", "inference": "03_inference_kaggle.ipynb"}
+    notebook = source_checkout() / "notebooks" / names[args.notebook] if args.notebook in names else Path(args.notebook)
+    if not notebook.is_file():
+        raise FathomError(f"{notebook}: notebook not found -- pass train, inference or a notebook's path")
+    parameters = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise FathomError(f"command line: --set {item!r}: expected KEY=VALUE")
+        try:
+            parameters[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise FathomError(f"command line: --set {item!r}: the value is not valid YAML") from None
+    parameters = {"INTERNET": not args.no_internet, **({"PACKAGE": args.package} if args.package else {}),
+                  **({"DEVICE": "auto"} if args.cpu else {}), **parameters}
+    slug = args.slug or ("fathom-inference" if args.notebook == "inference" else "fathom-train")
+    metadata = write_kernel(args.out, notebook, f"{args.user}/{slug}", args.dataset, args.resume_from,
+                            internet=not args.no_internet, gpu=not args.cpu, parameters=parameters)
+    print(f"wrote {metadata.parent / notebook.name} and {metadata}")
+    print(f"push it: kaggle kernels push -p {args.out}{'' if args.cpu else ' --accelerator NvidiaTeslaT4'}; then "
+          f"kaggle kernels status {args.user}/{slug} and kaggle kernels output {args.user}/{slug} -p OUTPUT_DIR")
+    return 0
+
+
 def bench_speed_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     p.add_argument("--config", default="demo", help="whose backbones and per-backbone settings (default: %(default)s)")

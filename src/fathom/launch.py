@@ -14,6 +14,7 @@ import sys
 import torch
 
 from fathom.errors import FathomError
+from fathom.progress import FORCED
 
 
 def torchrun_command(n_gpus: int, args: list[str]) -> list[str]:
@@ -32,7 +33,8 @@ def train_on_all_gpus(*args, gpus: int | None = None) -> int:
         return max(1, n)
     command = torchrun_command(n, list(args))
     print(f"training on {n} GPUs: torchrun --nproc_per_node={n} -m fathom train ...", flush=True)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "4"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "4"), "PYTHONUNBUFFERED": "1",
+           FORCED: "1"}  # rank 0's progress bars, a line every 30 s: the output is a pipe, not a terminal
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as child:
         for line in child.stdout:  # into the cell's output, as it comes
             print(line, end="", flush=True)

@@ -23,6 +23,7 @@ from fathom.data.sampling import Frames, Views, sampling_for
 from fathom.data.transforms import eval_transform
 from fathom.device import choose_device
 from fathom.models.net import FathomNet
+from fathom.progress import progress
 from fathom.runs import FoldDir
 from fathom.train.checkpoint import load_checkpoint
 from fathom.train.distributed import Distributed
@@ -32,7 +33,7 @@ from fathom.train.precision import Precision
 
 @torch.no_grad()
 def predict(model: nn.Module, loader, precision: Precision, channels_last: bool = True,
-            flips: tuple[bool, ...] = (False,)) -> dict[str, np.ndarray]:
+            flips: tuple[bool, ...] = (False,), desc: str = "predict", show: bool = True) -> dict[str, np.ndarray]:
     """Sigmoid probabilities {fine [N, 290], super [N, 20]} and pooled features {embedding [N, D]} of every
     row of `loader`.
 
@@ -41,7 +42,7 @@ def predict(model: nn.Module, loader, precision: Precision, channels_last: bool 
     """
     model.eval()
     out: dict[str, list[np.ndarray]] = {"fine": [], "super": [], "embedding": []}
-    for images, _, _ in loader:
+    for images, _, _ in progress(loader, desc=desc, unit="batch", enabled=show):
         images = to_device(images, precision.device, channels_last)
         with precision.autocast():
             views = [model(torch.flip(images, dims=[3]) if flip else images) for flip in flips]
@@ -173,7 +174,8 @@ class Predictor:
         """(per-row probabilities {fine, super}, the views) of `files`. Under DDP every rank predicts its
         shard of the rows and receives all of them."""
         views, loader = self.prepare(key, files, transform)
-        probs = predict(self.model, loader, self.precision, self.channels_last, flips)
+        probs = predict(self.model, loader, self.precision, self.channels_last, flips, desc=f"predict {key or ''}".strip(),
+                        show=self.dist.is_main)
         return self.dist.gather_rows(probs, len(views.dataset)), views
 
     def frames(self, key: str | None, files: Sequence[Path], transform: A.Compose, rule: str | None = None,

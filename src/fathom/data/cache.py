@@ -22,6 +22,7 @@ from PIL import Image
 from fathom.atomic import atomic_open
 from fathom.data.images import image_size, open_rgb
 from fathom.errors import DataError
+from fathom.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class ImageCache:
         if line:
             log.info("%s", line)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            return list(pool.map(self.ensure, paths, targets))
+            return list(progress(pool.map(self.ensure, paths, targets), desc=f"cache {self.dir.name}",
+                                 total=len(paths), unit="frame"))
 
 
 def read_frame(file: str | Path, mmap: bool = False) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm  # a widget in notebooks; off (disable=None) without a tty
+from fathom.progress import progress as progress_bar
 
 from fathom.atomic import atomic_path, write_csv
 from fathom.data.layout import read_json
@@ -134,8 +134,8 @@ def download(coco_path: Path, out: Path, settings: Settings = Settings(), progre
     for leftover in out.glob(TEMP_GLOB):  # temporary files of a killed run
         leftover.unlink(missing_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
-        errors = list(tqdm(pool.map(lambda job: download_one(job, out, settings), jobs), total=len(jobs),
-                           desc="download", unit="img", disable=None if progress else True))
+        errors = list(progress_bar(pool.map(lambda job: download_one(job, out, settings), jobs), desc="download",
+                                   total=len(jobs), unit="img", enabled=progress))
     failed = refused + [{"id": j.id, "file_name": j.file_name, "url": j.url, "error": e}
                         for j, e in zip(jobs, errors) if e is not None]
     failures = pd.DataFrame(failed, columns=["id", "file_name", "url", "error"])

@@ -7,6 +7,7 @@ prediction views, and the predictor (fathom.predictor) combines views into frame
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -116,10 +117,32 @@ def fingerprint(cfg: TrainConfig, data: FoldData) -> str:
     changes it too: no version to bump by hand."""
     ignored = {*NOT_TRAINING_KEYS, *sampling_for(cfg).inert_keys}
     settings = {k: v for k, v in to_dict(cfg).items() if k not in ignored}
+    # local weight files by content, not by path: a bundle mounted elsewhere by a later session is the same start
+    settings["weights"] = {backbone: file_identity(path) for backbone, path in sorted(cfg.weights.items())}
     # the images by id: not their cache files, whose names and folder change with the mount, the mtime or
     # the scratch disk of a new Kaggle session (a fold restored there must still count as done)
     content = json.dumps([settings, *(list(map(str, data.ids[s])) for s in ("train", "valid", "eval"))])
     return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def file_identity(path: str) -> str:
+    """What a fingerprint records of a local weights file: its content's sha256 (its name when it is missing:
+    the run then fails where it loads the file)."""
+    file = Path(path)
+    if not file.is_file():
+        return file.name
+    stat = file.stat()
+    return content_hash(str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def content_hash(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, computed once per (path, size, mtime): every fold of a run fingerprints the same file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
 
 
 def is_done(fold_dir: FoldDir, expected: str, dist: Distributed = Distributed()) -> bool:

@@ -6,7 +6,7 @@ import time
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm  # a widget in notebooks; off (disable=None) without a tty
+from fathom.progress import progress as progress_bar
 
 from fathom.errors import FathomError
 from fathom.train.distributed import unwrap
@@ -28,8 +28,7 @@ def train_one_epoch(model: nn.Module, loader, loss_fn: FathomLoss, optimizer, sc
     device = precision.device
     total, seen, start = 0.0, 0, time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=2.0,
-               disable=None if progress else True)  # None: off without a tty
+    bar = progress_bar(loader, desc=desc, unit="batch", enabled=progress)
     for i, (images, fine, sup) in enumerate(bar):
         images = to_device(images, device, channels_last)
         fine, sup = fine.to(device, non_blocking=True), sup.to(device, non_blocking=True)
