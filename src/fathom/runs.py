@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
-from fathom.atomic import aside_of, settle_replacement, write_json
+from fathom.atomic import settle_replacement, write_json
 from fathom.config import TrainConfig, load_config
 from fathom.errors import DataError, checked_name
 from fathom.predictions import Predictions
@@ -345,9 +345,7 @@ class Experiment:
         experiment's tta/); returns the folders settled. Writers call it under the writer lock."""
         settled = []
         for aside in sorted(self.root.rglob("*.replaced")):
-            staging = aside.with_name(aside.name.removesuffix(".replaced"))
-            if aside != aside_of(staging):
-                continue
+            staging = aside.with_name(aside.name.removesuffix(".replaced"))  # atomic.aside_of, inverted
             if staging.name.endswith(".staging"):  # staged_folder: <target>.staging beside the target
                 target = staging.with_name(staging.name.removesuffix(".staging"))
             elif staging.is_relative_to(self.staging_root):  # a fold: staging/<its path in the run>

@@ -91,7 +91,7 @@ def remove_other_probes(cfg: TrainConfig, exp: Experiment) -> None:
     """Probe folders of another backbone (or every one, with `probe_share` 0) go: the ensemble reads every
     finished probe of the experiment, and those would measure a recipe the config no longer asks for."""
     keep = exp.probe(probe_backbone(cfg), 0).path.parent if cfg.probe_share else None
-    for root in (exp.probe_root, exp.probe(probe_backbone(cfg), 0).staging.path.parents[1]):
+    for root in (exp.probe_root, exp.staging_root / exp.probe_root.name):  # finished probes, probes begun
         for folder in sorted(root.glob("*")) if root.is_dir() else []:
             if folder.name != (keep.name if keep else None) and folder.is_dir():
                 log.info("removing %s: the config's probes are %s", folder, keep.name if keep else "off")
