@@ -1,5 +1,5 @@
-"""A Kaggle session's inputs, found by what they hold wherever Kaggle mounts them, whether it can reach the
-internet, and the kernel folder that `kaggle kernels push -p DIR` takes.
+"""A Kaggle session's inputs, found by what they hold wherever Kaggle mounts them, the frames fetched when the
+internet is on, the notebook's closing lines, and the kernel folder that `kaggle kernels push -p DIR` takes.
 
 Kaggle mounts what a notebook attaches under /kaggle/input, at /kaggle/input/<slug> in classic sessions and
 at /kaggle/input/competitions/<slug>, /kaggle/input/datasets/<owner>/<slug> or
@@ -12,7 +12,6 @@ training notebook the folder holding runs/<exp>/.
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -105,15 +104,6 @@ def find_inputs(root: str | Path = INPUT, exp: str | None = None) -> Inputs:
     outputs = tuple(d for d in candidates if (d / "runs" / exp).is_dir()) if exp else tuple(
         d for d in candidates if (d / "runs").is_dir())
     return Inputs(root, competition, images, bundle, outputs)
-
-
-def internet_on(host: str = "pypi.org", timeout: float = 3.0) -> bool:
-    """Whether this session reaches the internet (a notebook with internet off fails the lookup at once)."""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def fetch_frames(competition: str | Path, out: str | Path, work: str | Path, allow_missing: bool = False,
