@@ -453,24 +453,18 @@ def kaggle_kernel_arguments(p: argparse.ArgumentParser) -> None:
 @command("kaggle-kernel", "write the folder `kaggle kernels push` takes: a notebook and its kernel-metadata.json",
          kaggle_kernel_arguments)
 def cmd_kaggle_kernel(args) -> int:
-    import yaml
-
     from fathom.bundle import source_checkout
+    from fathom.config import assignment
     from fathom.kaggle import write_kernel
 
     names = {"train": "02_train_kaggle.ipynb", "inference": "03_inference_kaggle.ipynb"}
     notebook = source_checkout() / "notebooks" / names[args.notebook] if args.notebook in names else Path(args.notebook)
     if not notebook.is_file():
         raise FathomError(f"{notebook}: notebook not found -- pass train, inference or a notebook's path")
-    parameters = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise FathomError(f"command line: --set {item!r}: expected KEY=VALUE")
-        try:
-            parameters[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise FathomError(f"command line: --set {item!r}: the value is not valid YAML") from None
+    parameters = dict(assignment(item, "--set") for item in args.set)
+    for key in parameters:
+        if not key.isidentifier():
+            raise FathomError(f"command line: --set {key!r}: a notebook parameter is a Python name")
     parameters = {"INTERNET": not args.no_internet, **({"PACKAGE": args.package} if args.package else {}),
                   **({"DEVICE": "auto"} if args.cpu else {}), **parameters}
     slug = args.slug or ("fathom-inference" if args.notebook == "inference" else "fathom-train")

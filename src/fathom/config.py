@@ -264,19 +264,25 @@ def load_config(config: str, overrides: list[str] = ()) -> TrainConfig:
         raise DataError(path, "expected a mapping of key: value")
     cfg = apply(TrainConfig(name=path.stem), values, str(path))
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise DataError("command line", f"override {item!r} is not key=value")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as err:
-            raise DataError("command line", f"override {item!r}: the value is not valid YAML "
-                            f"({' '.join(str(getattr(err, 'problem', None) or err).split())})", where=key,
-                            hint="quote lists and mappings, e.g. 'folds=[0, 1]'") from None
+        key, value = assignment(item)
         cfg = apply(cfg, {key: value}, "command line")
         cfg.by_backbone = {backbone: {k: v for k, v in values.items() if k != key}
                            for backbone, values in cfg.by_backbone.items()}
     return cfg
+
+
+def assignment(item: str, what: str = "override") -> tuple[str, object]:
+    """`key=value` from the command line as (key, the value parsed as YAML); a DataError naming the `what`
+    (an override, a notebook parameter) when it is not key=value or the value is not valid YAML."""
+    key, sep, raw = item.partition("=")
+    if not sep:
+        raise DataError("command line", f"{what} {item!r} is not key=value")
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise DataError("command line", f"{what} {item!r}: the value is not valid YAML "
+                        f"({' '.join(str(getattr(err, 'problem', None) or err).split())})", where=key,
+                        hint="quote lists and mappings, e.g. 'folds=[0, 1]'") from None
 
 
 def to_dict(cfg: TrainConfig) -> dict:

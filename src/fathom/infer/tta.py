@@ -74,7 +74,7 @@ def predict_experiment(dataset: Dataset, runs: Path, exp: str, overrides: list[s
             log.info("%s fold %d: predicting with TTA", backbone, fold_dir.fold)
             parts.append(predict_fold(fold_dir, path_of, overrides))
         combined[backbone] = dict(zip(SPLITS, combine_folds(parts)))
-        used[backbone] = view_names(dirs[0].prediction_config(overrides))
+        used[backbone] = list(parts[0]["oof"].views)  # every fold's, from the same overrides
     tta_root = experiment.views_file.parent
     with staged_folder(tta_root) as staging:
         for backbone, splits in combined.items():
